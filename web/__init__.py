@@ -1,0 +1,38 @@
+"""The Flask application: a thin API that answers at once and hands slow work to Celery."""
+from __future__ import annotations
+
+from flask import Flask
+
+from common import cloudinary_client, db
+from common.config import Settings, get_settings
+from common.logs import setup_logging
+from web.json import SeedJSONProvider
+
+
+class AlbumFlask(Flask):
+    json_provider_class = SeedJSONProvider
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the app. ``settings`` defaults to the environment's (``common.config``)."""
+    settings = settings or get_settings()
+    settings.check()
+    app = AlbumFlask(__name__)
+    app.config["SETTINGS"] = settings
+    # Requests are small JSON or empty; a larger body is refused with 413 before it is read.
+    app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
+
+    setup_logging()
+    db.ensure(settings.database_url)
+    cloudinary_client.ensure_configured(settings)
+    app.config["CLOUDINARY_SIGNATURE_ALGORITHM"] = cloudinary_client.signature_algorithm()
+
+    from web import albums, cli, errors, headers, health, webhook
+
+    headers.install(app)
+    errors.register_error_handlers(app)
+    app.register_blueprint(albums.bp)
+    app.register_blueprint(webhook.bp)
+    app.register_blueprint(health.bp)
+    cli.register(app)
+    return app

@@ -1,0 +1,50 @@
+"""Response headers of the seed, on every API response, and the request id/runtime."""
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+from flask import Flask, Response, g, request
+
+from common.logs import request_id_var
+
+SECURITY_HEADERS = {
+    "Cache-Control": "no-cache, no-store",
+    "Pragma": "no-cache",
+    "Expires": "Fri, 01 Jan 1990 00:00:00 GMT",
+    "Vary": "Accept-Encoding",
+    "P3P": 'CP="NOI ADM DEV PSAi COM NAV OUR OTRo STP IND DEM"',
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "X-XSS-Protection": "1; mode=block",
+    "X-Download-Options": "noopen",
+    "X-Permitted-Cross-Domain-Policies": "none",
+    "Referrer-Policy": "origin-when-cross-origin, strict-origin-when-cross-origin",
+}
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,128}$")
+
+
+def install(app: Flask) -> None:
+    @app.before_request
+    def _start() -> None:
+        g.started = time.perf_counter()
+        incoming = request.headers.get("X-Request-Id", "")
+        g.request_id = incoming if _REQUEST_ID.match(incoming) else str(uuid.uuid4())
+        request_id_var.set(g.request_id)
+
+    @app.after_request
+    def _headers(response: Response) -> Response:
+        headers = response.headers
+        for name, value in SECURITY_HEADERS.items():
+            headers.setdefault(name, value)
+        if response.mimetype == "application/json":
+            headers["Content-Type"] = "application/json; charset=utf-8"
+        session = g.get("reissued_token")
+        if session:
+            headers["X-token"] = session
+        headers["X-Request-Id"] = g.get("request_id") or str(uuid.uuid4())
+        started = g.get("started")
+        if started is not None:
+            headers["X-Runtime"] = f"{time.perf_counter() - started:.6f}"
+        return response

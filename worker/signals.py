@@ -1,0 +1,39 @@
+"""Worker process hooks: no pooled DB connection crosses a fork, and the request id of the
+web request that caused a task follows it (and the tasks it enqueues) into the logs."""
+from __future__ import annotations
+
+from typing import Any
+
+from celery.signals import before_task_publish, setup_logging, task_postrun, task_prerun, worker_process_init
+
+from common import db
+from common.logs import request_id_var
+from common.logs import setup_logging as setup_json_logging
+
+
+@worker_process_init.connect
+def _dispose_engine_after_fork(**_: Any) -> None:
+    db.dispose(close=False)
+
+
+@setup_logging.connect
+def _logging(**_: Any) -> None:
+    setup_json_logging()
+
+
+@before_task_publish.connect
+def _propagate_request_id(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    rid = request_id_var.get()
+    if headers is not None and rid and "request_id" not in headers:
+        headers["request_id"] = rid
+
+
+@task_prerun.connect
+def _bind_request_id(task: Any = None, **_: Any) -> None:
+    rid = getattr(task.request, "request_id", None) if task is not None else None
+    request_id_var.set(rid)
+
+
+@task_postrun.connect
+def _unbind_request_id(**_: Any) -> None:
+    request_id_var.set(None)
