@@ -67,3 +67,15 @@ def task(name: str, *args: Any, **options: Any) -> Signature:
     from worker.app import app
 
     return app.signature(name, args=args, **options)
+
+
+def send_reprocess(todo: list[tuple[int, bool, bool]]) -> int:
+    """Enqueue the stages ``common.pipeline.reset_for_reprocess`` put back; returns the count."""
+    signatures = []
+    for image_id, redo_metadata, redo_thumbnails in todo:
+        if redo_metadata:
+            signatures.append(task("album.fetch_metadata", image_id))
+        if redo_thumbnails:
+            signatures.append(task("album.generate_thumbnails", image_id))
+    send(*signatures)
+    return len(signatures)

@@ -233,3 +233,28 @@ def duplicate_groups(images: list[Image], threshold: int) -> list[list[Image]]:
     for i, img in enumerate(hashed):
         groups.setdefault(root(i), []).append(img)
     return [g for g in groups.values() if len(g) > 1]
+
+
+REPROCESS_MODES = ("missing", "all")
+
+
+def reset_for_reprocess(session: Session, album_id: str, mode: str) -> list[tuple[int, bool, bool]]:
+    """Put the album's images back in the pipeline: ``missing`` = stages not done (failed or
+    pending), ``all`` = every stage again. Returns (image id, redo metadata, redo thumbnails)."""
+    images = session.scalars(
+        select(Image).where(Image.album_id == album_id, Image.deleted_at.is_(None)).order_by(Image.id)
+    ).all()
+    todo: list[tuple[int, bool, bool]] = []
+    for image in images:
+        redo_meta = mode == "all" or image.metadata_status != STAGE_DONE
+        redo_thumbs = mode == "all" or image.thumbnails_status != STAGE_DONE
+        if not (redo_meta or redo_thumbs):
+            continue
+        if redo_meta:
+            image.metadata_status = STAGE_PENDING
+        if redo_thumbs:
+            image.thumbnails_status = STAGE_PENDING
+        image.error = None
+        image.attempts = 0
+        todo.append((image.id, redo_meta, redo_thumbs))
+    return todo

@@ -86,13 +86,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 @pytest.fixture(autouse=True)
 def _clean_tables(_database: str) -> Iterator[None]:
-    """Each test starts with empty tables (and a flushed Redis DB)."""
+    """Each test starts with empty tables and no debounce/budget state in Redis. (Not a
+    FLUSHDB: that would also drop the broker's queue bindings under a running worker.)"""
     import redis
 
     with db.session_scope() as session:
         for model in (Image, Album, Organization):
             session.query(model).delete()
-    redis.Redis.from_url(_redis_url).flushdb()
+    r = redis.Redis.from_url(_redis_url)
+    for pattern in ("album:*", "cloudinary:*"):
+        keys = list(r.scan_iter(pattern))
+        if keys:
+            r.delete(*keys)
     yield
 
 

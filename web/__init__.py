@@ -1,7 +1,8 @@
 """The Flask application: a thin API that answers at once and hands slow work to Celery."""
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from common import cloudinary_client, db
 from common.config import Settings, get_settings
@@ -27,12 +28,20 @@ def create_app(settings: Settings | None = None) -> Flask:
     cloudinary_client.ensure_configured(settings)
     app.config["CLOUDINARY_SIGNATURE_ALGORITHM"] = cloudinary_client.signature_algorithm()
 
-    from web import albums, cli, errors, headers, health, webhook
+    from web import albums, cli, errors, headers, health, upload_test, webhook
 
     headers.install(app)
+
+    @app.before_request
+    def _refuse_large_bodies() -> None:
+        # Flask enforces MAX_CONTENT_LENGTH only when a view reads the body; refuse it up front.
+        if (request.content_length or 0) > app.config["MAX_CONTENT_LENGTH"]:
+            raise RequestEntityTooLarge()
+
     errors.register_error_handlers(app)
     app.register_blueprint(albums.bp)
     app.register_blueprint(webhook.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(upload_test.bp)
     cli.register(app)
     return app

@@ -1,16 +1,20 @@
 """The albums API: ``upload_done``, the album, its images, status, duplicates, and management."""
 from __future__ import annotations
 
+import base64
+import re
 import time
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from common import cloudinary_client, db
+from sqlalchemy import select
+
+from common import cloudinary_client, db, pipeline
 from common.config import Settings
-from common.enqueue import request_reconcile, request_recount
-from common.models import Album
-from common.serializers import album_json
+from common.enqueue import request_reconcile, request_recount, send, send_reprocess, task
+from common.models import Album, Image, utcnow
+from common.serializers import album_json, image_json, iso
 from web.auth import album_access
 from web.errors import ApiError
 
@@ -65,3 +69,125 @@ def upload_done(album_id: str) -> Response:
     request_recount(album_id)
     request_reconcile(album_id)
     return jsonify(body)
+
+
+_CURSOR = re.compile(r"^[0-9]{1,18}$")
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ApiError(400, "invalid_parameter", f"'{name}' must be a whole number from {low} to {high}.")
+    return int(raw)
+
+
+def _decode_cursor(raw: str | None) -> int:
+    if raw is None:
+        return 0
+    try:
+        value = base64.urlsafe_b64decode(raw.encode() + b"=" * (-len(raw) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        value = ""
+    if not _CURSOR.match(value):
+        raise ApiError(400, "invalid_parameter", "'cursor' is not a cursor this API returned.")
+    return int(value)
+
+
+def _encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(str(last_id).encode()).decode().rstrip("=")
+
+
+@bp.get("/<album_id>/images")
+@album_access()
+def images(album_id: str) -> Response:
+    """The album's images, oldest first, ``limit`` per page, ``next_cursor`` while more remain."""
+    limit = _int_arg("limit", 50, 1, 200)
+    after = _decode_cursor(request.args.get("cursor"))
+    load_album(album_id)
+    with db.session_scope() as session:
+        rows = session.scalars(
+            select(Image)
+            .where(Image.album_id == album_id, Image.deleted_at.is_(None), Image.id > after)
+            .order_by(Image.id)
+            .limit(limit + 1)
+        ).all()
+        page = [image_json(img) for img in rows[:limit]]
+    next_cursor = _encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
+    return jsonify({"images": page, "next_cursor": next_cursor})
+
+
+@bp.get("/<album_id>/status")
+@album_access()
+def status(album_id: str) -> Response:
+    album = load_album(album_id)
+    with db.session_scope() as session:
+        counts = pipeline.status_counts(session, album_id)
+    return jsonify({
+        "album_id": album.id,
+        "images_count": album.images_count,
+        "counts": counts,
+        "last_reconciled_at": iso(album.last_reconciled_at),
+    })
+
+
+@bp.get("/<album_id>/duplicates")
+@album_access()
+def duplicates(album_id: str) -> Response:
+    """Near-duplicates: images whose pHashes differ by at most ``threshold`` bits."""
+    threshold = _int_arg("threshold", _settings().duplicate_threshold, 0, 64)
+    load_album(album_id)
+    with db.session_scope() as session:
+        rows = session.scalars(
+            select(Image).where(Image.album_id == album_id, Image.deleted_at.is_(None), Image.phash.is_not(None)).order_by(Image.id)
+        ).all()
+        groups = [
+            [{"id": img.id, "public_id": img.public_id, "phash": img.phash, "thumbnail_url": img.thumbnail_url} for img in group]
+            for group in pipeline.duplicate_groups(list(rows), threshold)
+        ]
+    return jsonify({"threshold": threshold, "groups": groups})
+
+
+@bp.delete("/<album_id>/images/<image_id>")
+@album_access("manage")
+def delete_image(album_id: str, image_id: str) -> Response:
+    """Remove a photo: gone from the album at once; its Cloudinary asset is destroyed by a task."""
+    if not image_id.isdigit() or len(image_id) > 18:
+        raise ApiError(404, "image_not_found", "No such image in this album.")
+    load_album(album_id)
+    with db.session_scope() as session:
+        image = session.get(Image, int(image_id))
+        if image is None or image.album_id != album_id or image.deleted_at is not None:
+            raise ApiError(404, "image_not_found", "No such image in this album.")
+        image.deleted_at = utcnow()
+        deleted_id = image.id
+    send(task("album.destroy_image", deleted_id))
+    request_recount(album_id, delay=0)
+    return _accepted({"id": deleted_id, "status": "deleted"})
+
+
+@bp.post("/<album_id>/reprocess")
+@album_access("manage")
+def reprocess(album_id: str) -> Response:
+    """Run the pipeline again: ``mode`` ``missing`` (stages not done) or ``all``."""
+    mode = request.args.get("mode")
+    if mode is None and request.content_length:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise ApiError(400, "invalid_json", "The body must be a JSON object like {\"mode\": \"missing\"}.")
+        mode = body.get("mode")
+    mode = mode or "missing"
+    if mode not in pipeline.REPROCESS_MODES:
+        raise ApiError(400, "invalid_parameter", "'mode' must be 'missing' or 'all'.")
+    load_album(album_id)
+    with db.session_scope() as session:
+        todo = pipeline.reset_for_reprocess(session, album_id, mode)
+    enqueued = send_reprocess(todo)
+    return _accepted({"mode": mode, "images": len(todo), "enqueued": enqueued})
+
+
+def _accepted(body: dict[str, Any]) -> Response:
+    response = jsonify(body)
+    response.status_code = 202
+    return response
