@@ -1,6 +1,7 @@
 """Run the emulator as a subprocess from tests: ``with EmulatorProcess(tmp_path) as emu: ...``."""
 from __future__ import annotations
 
+import http.server
 import os
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 from urllib.parse import parse_qs, urlparse
 
 import requests
@@ -185,3 +186,69 @@ class EmulatorProcess:
                                    json={"faults": faults}, timeout=30)
         response.raise_for_status()
         return response.json()
+
+    def wait_for_stats(self, predicate: Callable[[dict[str, Any]], bool],
+                       timeout: float = 10.0) -> dict[str, Any]:
+        """Poll ``stats()`` until ``predicate`` holds (notifications are sent asynchronously)."""
+        deadline = time.monotonic() + timeout
+        stats = self.stats()
+        while not predicate(stats) and time.monotonic() < deadline:
+            time.sleep(0.02)
+            stats = self.stats()
+        return stats
+
+
+class NotificationReceiver:
+    """A webhook endpoint in a thread for tests: records what arrives.
+
+    ``statuses`` are answered in turn (e.g. ``[500, 200]``); once empty it answers 200. Only
+    200-answered deliveries are recorded in ``received`` as ``(headers, raw body)``.
+    """
+
+    def __init__(self) -> None:
+        self.received: list[tuple[dict[str, str], str]] = []
+        self.statuses: list[int] = []
+        self.attempts = 0
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length).decode("utf-8")
+                with receiver._lock:
+                    receiver.attempts += 1
+                    status = receiver.statuses.pop(0) if receiver.statuses else 200
+                    if status == 200:
+                        receiver.received.append((dict(self.headers.items()), body))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_port}/notify"
+        # A short poll interval keeps shutdown() (and so each test's teardown) quick.
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
+                                        daemon=True)
+
+    def __enter__(self) -> NotificationReceiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[tuple[dict[str, str], str]]:
+        """Wait until ``count`` deliveries arrived (or the timeout); returns what arrived."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.received) >= count:
+                    return list(self.received)
+            time.sleep(0.02)
+        with self._lock:
+            return list(self.received)
