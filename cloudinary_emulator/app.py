@@ -38,9 +38,10 @@ log = logging.getLogger(__name__)
 
 STALE_AFTER_SECONDS = 3600
 PUBLIC_ID_CHARS = string.ascii_lowercase + string.digits
-# One path segment of a public_id: letters, digits and a few safe marks; no leading dot, so
-# neither "." nor ".." nor hidden names can appear.
-SEGMENT_RE = re.compile(r"^[A-Za-z0-9_\-@+=~,!()][A-Za-z0-9_\-@+=~,!(). ]*$")
+# One path segment of a public_id: letters (Unicode too), digits and a few safe marks; no
+# leading dot, so neither "." nor ".." nor hidden names can appear. Storage names are hashes,
+# so this guards URLs and listings rather than the file system.
+SEGMENT_RE = re.compile(r"^[\w\-@+=~,!()][\w\-@+=~,!(). ]*$")
 MAX_PUBLIC_ID = 255
 TRUE_VALUES = {"1", "true", "yes", "on"}
 CORS_HEADERS = "Content-Type, Content-Range, Content-Disposition, X-Requested-With, X-Unique-Upload-Id"
@@ -595,8 +596,11 @@ def create_app(settings: Settings | None = None) -> Flask:
                 " X-FeatureRateLimit-Reset")
         return response
 
-    @app.route("/v1_1/<path:rest>", methods=["OPTIONS"])
-    def _preflight(rest: str) -> Response:
+    @app.before_request
+    def _preflight() -> Response | None:
+        # Answered before routing: Flask's automatic OPTIONS would omit the CORS headers.
+        if request.method != "OPTIONS" or not request.path.startswith("/v1_1/"):
+            return None
         response = Response(status=204)
         response.headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, DELETE, OPTIONS"
         response.headers["Access-Control-Allow-Headers"] = (
