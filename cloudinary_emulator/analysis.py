@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -12,6 +13,8 @@ import cv2
 import imagehash
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+
+log = logging.getLogger(__name__)
 
 # Cloudinary's format names for what Pillow detects.
 FORMAT_NAMES = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "BMP": "bmp",
@@ -88,7 +91,10 @@ def analyse(data: bytes) -> ImageInfo:
         width=image.width, height=image.height, format=format_name(image), bytes=len(data),
         etag=hashlib.md5(data).hexdigest(), pages=getattr(image, "n_frames", 1) or 1,
     )
-    info.image_metadata = exif_strings(image)
+    try:
+        info.image_metadata = exif_strings(image)
+    except Exception:  # noqa: BLE001 - a mangled EXIF block must not fail the upload
+        log.warning("unreadable EXIF ignored", exc_info=True)
     # EXIF orientation is applied by Cloudinary before analysis, so faces match what is seen.
     rgb = ImageOps.exif_transpose(image).convert("RGB")
     info.phash = str(imagehash.phash(rgb))

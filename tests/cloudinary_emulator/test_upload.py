@@ -134,3 +134,16 @@ def test_destroy(emu: EmulatorProcess, photos: Path) -> None:
     assert cloudinary.uploader.destroy("gone", type="private")["result"] == "ok"
     assert cloudinary.uploader.destroy("gone", type="private")["result"] == "not found"
     assert emu.stats()["calls"]["destroy"] == 2
+
+
+def test_concurrent_uploads(emu: EmulatorProcess, photos: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = ["astronaut.jpg", "chelsea.jpg", "coffee.jpg", "rocket.jpg"] * 3
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        results = list(pool.map(
+            lambda i: cloudinary.uploader.upload(str(photos / names[i]), public_id=f"c/{i}",
+                                                 tags="burst", faces=True), range(len(names))))
+    assert sorted(r["public_id"] for r in results) == sorted(f"c/{i}" for i in range(len(names)))
+    assert sum(len(r["faces"]) for r in results) == 3  # one per astronaut
+    assert emu.stats()["uploads"] == len(names)
