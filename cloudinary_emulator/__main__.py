@@ -94,7 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from cloudinary_emulator.app import create_app
 
     app = create_app(settings)
-    body_limit = settings.max_file_size * 2 + 1024 * 1024
+    # Above Flask's own limit, so an oversized upload gets the Cloudinary-shaped 413 from the app
+    # rather than waitress's plain-text one.
+    body_limit = settings.max_file_size * 4 + 16 * 1024 * 1024
     server = waitress.server.create_server(
         app, host=settings.host, port=settings.port, threads=settings.threads,
         max_request_body_size=body_limit, ident="cloudinary-emulator", channel_timeout=60)

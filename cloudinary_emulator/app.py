@@ -170,7 +170,8 @@ def read_file(params: dict[str, Any], upload: FileStorage | None) -> tuple[bytes
     """The uploaded bytes and original file name (a part or a ``data:`` URI)."""
     limit = state().settings.max_file_size
     if upload is not None:
-        data = upload.read(limit + 1)
+        # Bounded already: Flask refuses bodies above MAX_CONTENT_LENGTH before we get here.
+        data = upload.read()
         name = upload.filename
     else:
         value = params.get("file")
