@@ -68,3 +68,4 @@ def test_eager_async_notification(emu: EmulatorProcess, photos: Path, receiver: 
     [entry] = payload["eager"]
     assert (entry["width"], entry["height"]) == (64, 64)
     assert entry["url"] == answer["eager"][0]["url"]
+    assert emu.wait_for_stats(lambda s: s["notifications"]["sent"] >= 1)["notifications"]["sent"] == 1
