@@ -20,6 +20,10 @@ broker_transport_options = {
     # A message reserved by a worker that dies without acking comes back after this long;
     # it must exceed the longest task plus its longest countdown (rate_limit_max_wait).
     "visibility_timeout": _settings.broker_visibility_timeout,
+    # Kombu looks for such abandoned messages every interval x throttle seconds (100 s by
+    # default); one cheap sorted-set scan every few seconds brings them back promptly.
+    "unacked_restore_interval": max(1, min(10, _settings.broker_visibility_timeout // 4)),
+    "unacked_restore_throttle": 1,
     "socket_timeout": 1.0,
     "socket_connect_timeout": 1.0,
     "max_connections": 64,

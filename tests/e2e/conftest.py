@@ -72,6 +72,8 @@ class Stack:
             "CLOUDINARY_URL": self.emulator.cloudinary_url,
             "PUBLIC_URL": self.web_url,
             "BROKER_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
+            # The budget tests give the emulator a budget of a few calls: keep only one back.
+            "ADMIN_BUDGET_RESERVE": "1",
             "PYTHONPATH": str(ROOT),
             "PYTHONUNBUFFERED": "1",
         }
@@ -107,6 +109,13 @@ class Stack:
         self.workers.append(proc)
         wait_for(lambda: self._worker_ready(name), 30, what=f"worker {name}")
         return proc
+
+    def worker_log_lines(self, needle: str) -> int:
+        """How many log lines of all workers contain ``needle`` (the JSON logs carry ids)."""
+        return sum(
+            sum(1 for line in path.read_text(errors="replace").splitlines() if needle in line)
+            for path in self.logs.glob("worker-*.log")
+        )
 
     def _worker_ready(self, name: str) -> bool:
         log = (self.logs / f"worker-{name}.log").read_text(errors="replace")
@@ -203,5 +212,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture
 def album(stack: Stack) -> str:
-    stack.emulator.set_faults(latency_ms=0, error_rate=0, drop_notifications=0, duplicate_notifications=0)
+    stack.emulator.set_faults(latency_ms=0, error_rate=0, drop_notifications=0, duplicate_notifications=0,
+                              admin_budget=500, admin_window_seconds=3600)
     return stack.new_album()

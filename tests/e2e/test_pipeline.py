@@ -58,3 +58,120 @@ def test_every_photo_ends_ready_with_its_analysis_and_no_admin_call(stack: Stack
     # The notifications carried the analysis: not one Admin API resource call for these photos.
     after = stack.emulator.stats()
     assert after["calls"]["admin_resource"] == before["calls"]["admin_resource"]
+
+
+def _count_rows(album: str) -> int:
+    from sqlalchemy import func, select
+
+    from common import db
+    from common.models import Image
+
+    with db.session_scope() as session:
+        return session.scalar(select(func.count()).select_from(Image).where(Image.album_id == album)) or 0
+
+
+def test_each_notification_delivered_three_times_makes_one_image(stack: Stack, album: str) -> None:
+    stack.emulator.set_faults(duplicate_notifications=1.0, duplicate_copies=3)
+    before = stack.emulator.stats()["notifications"]["sent"]
+    form = stack.upload_done(album)["upload_form"]
+    photos = PHOTOS[:3]
+    for photo in photos:
+        stack.upload(form, photo)
+    wait_for(lambda: stack.emulator.stats()["notifications"]["sent"] - before >= 3 * len(photos), 30,
+             what="three deliveries of each notification")
+    images = stack.wait_all_ready(album, len(photos))
+    assert len(images) == len(photos)
+    assert _count_rows(album) == len(photos)
+    wait_for(lambda: stack.album(album)["images_count"] == len(photos), 20, what="exact count")
+
+
+def test_dropped_notifications_are_brought_in_by_upload_done_reconciliation(stack: Stack, album: str) -> None:
+    stack.emulator.set_faults(drop_notifications=1.0)
+    form = stack.upload_done(album)["upload_form"]
+    uploads = [stack.upload(form, photo) for photo in PHOTOS]
+    # No webhook came: nothing is known yet...
+    assert stack.images(album) == []
+    # ... until the client says upload_done, whose reconcile lists the album's tag.
+    stack.upload_done(album)
+    images = stack.wait_all_ready(album, len(PHOTOS))
+    assert {i["public_id"] for i in images} == {u["public_id"] for u in uploads}
+    assert all(i["status"] == "ready" and i["phash"] for i in images)
+    status = stack.api("GET", f"/api/v1/albums/{album}/status", album).json()
+    assert status["last_reconciled_at"] is not None
+    wait_for(lambda: stack.album(album)["images_count"] == len(PHOTOS), 20, what="exact count")
+
+
+def test_exhausted_admin_budget_waits_for_the_reset_without_overspending(stack: Stack, album: str) -> None:
+    # No notification arrives, so every photo needs the rate-limited Admin API; 3 calls per 6 s.
+    stack.emulator.set_faults(drop_notifications=1.0, admin_budget=3, admin_window_seconds=6)
+    stack.emulator.reset()
+    form = stack.upload_done(album)["upload_form"]
+    photos = PHOTOS[:5]
+    for photo in photos:
+        stack.upload(form, photo)
+    stack.upload_done(album)
+    images = stack.wait_all_ready(album, len(photos), timeout=120)
+    assert all(i["status"] == "ready" and i["phash"] for i in images)
+    stats = stack.emulator.stats()
+    # One listing + one resource call per photo, spread over windows: never a call past the budget.
+    assert stats["calls"]["admin_resource"] == len(photos)
+    assert stats["rate_limited"] == 0
+    assert stats["admin_calls"] >= len(photos) + 1
+
+
+def test_a_worker_killed_mid_task_loses_nothing(stack: Stack, album: str) -> None:
+    import signal
+
+    for proc in list(stack.workers):
+        stack.stop_worker(proc)
+    victim = stack.start_worker("victim")
+    try:
+        # Every Cloudinary call now takes 4 s: generate_thumbnails will be in flight when the worker dies.
+        stack.emulator.set_faults(latency_ms=4000)
+        form = stack.upload_done(album)["upload_form"]
+        upload = stack.upload(form, PHOTOS[0])
+        wait_for(lambda: _count_rows(album) == 1, 30, what="the ingest")
+        wait_for(lambda: stack.worker_log_lines("album.generate_thumbnails") > 0, 30, what="generate_thumbnails to start")
+        stack.stop_worker(victim, signal.SIGKILL)
+        stack.emulator.set_faults(latency_ms=0)
+        assert stack.images(album)[0]["status"] != "ready"
+    finally:
+        stack.start_worker("rescuer")
+    # The killed worker never acked: Redis hands the message to the new worker after the
+    # visibility timeout, and the photo ends ready, once.
+    images = stack.wait_all_ready(album, 1, timeout=90)
+    assert [(i["public_id"], i["status"]) for i in images] == [(upload["public_id"], "ready")]
+    assert _count_rows(album) == 1
+
+
+def _tiny_jpeg(seed: int) -> bytes:
+    import random
+
+    rnd = random.Random(seed)
+    img = PILImage.new("RGB", (48, 32), tuple(rnd.randrange(256) for _ in range(3)))
+    for _ in range(20):
+        x, y = rnd.randrange(48), rnd.randrange(32)
+        img.putpixel((x, y), tuple(rnd.randrange(256) for _ in range(3)))
+    out = io.BytesIO()
+    img.save(out, "JPEG")
+    return out.getvalue()
+
+
+def test_a_burst_of_200_uploads_counts_exactly_with_few_recounts(stack: Stack, album: str, tmp_path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    n = 200
+    files = []
+    for i in range(n):
+        path = tmp_path / f"burst-{i}.jpg"
+        path.write_bytes(_tiny_jpeg(i))
+        files.append(path)
+    form = stack.upload_done(album)["upload_form"]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda p: stack.upload(form, p), files))
+    stack.wait_all_ready(album, n, timeout=240)
+    body = wait_for(lambda: (b := stack.album(album))["images_count"] == n and b, 60, what="the exact count")
+    assert body["images_count"] == n
+    # Each recount run logs one line with the album id and the count it found.
+    recounts = stack.worker_log_lines(f'"album_id": "{album}", "images_count"')
+    assert 0 < recounts < n // 4, recounts
