@@ -10,7 +10,6 @@ import logging
 import re
 import secrets
 import string
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +23,7 @@ from PIL import Image
 from werkzeug.datastructures import FileStorage
 
 from cloudinary_emulator import signing, transform
-from cloudinary_emulator.analysis import InvalidImage, analyse, detect_faces, open_image
+from cloudinary_emulator.analysis import InvalidImage, analyse, detect_faces
 from cloudinary_emulator.errors import CloudinaryError, error_response, register_error_handlers
 from cloudinary_emulator.faults import AdminBudget, BudgetDecision, FaultError, Faults, FaultState
 from cloudinary_emulator.notifications import Notifier, iso_now

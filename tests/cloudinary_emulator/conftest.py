@@ -26,6 +26,11 @@ def photos() -> Path:
 
 
 @pytest.fixture(scope="session")
+def max_file_size() -> int:
+    return MAX_FILE_SIZE
+
+
+@pytest.fixture(scope="session")
 def emulator_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
     root = tmp_path_factory.mktemp("emulator")
     with EmulatorProcess(root / "data", extra_args=[

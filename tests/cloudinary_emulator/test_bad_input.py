@@ -20,8 +20,6 @@ from PIL import Image
 
 from cloudinary_emulator.testing import EmulatorProcess
 
-from conftest import MAX_FILE_SIZE  # noqa: E402 - pytest puts this folder on sys.path
-
 
 def all_files(root: Path) -> set[Path]:
     return {p for p in root.rglob("*") if p.is_file()}
@@ -52,11 +50,11 @@ def test_non_image_is_400(emu: EmulatorProcess, tmp_path: Path) -> None:
         cloudinary.uploader.upload(str(truncated))
 
 
-def test_oversized_file_is_413(emu: EmulatorProcess) -> None:
+def test_oversized_file_is_413(emu: EmulatorProcess, max_file_size: int) -> None:
     noise = np.random.default_rng(1).integers(0, 255, (700, 700, 3), dtype=np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(noise).save(buffer, "PNG")
-    assert len(buffer.getvalue()) > MAX_FILE_SIZE
+    assert len(buffer.getvalue()) > max_file_size
     with pytest.raises(Error, match="File size too large"):
         cloudinary.uploader.upload(buffer.getvalue())
     response = requests.post(f"{emu.base_url}/v1_1/demo/image/upload", data=signed_form(emu),
