@@ -9,16 +9,15 @@ from __future__ import annotations
 import os
 import re
 import time
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from playwright.sync_api import expect, sync_playwright
 
+from common import tokens
 from tests.conftest import FIXTURES, ROOT, TEST_JWT_SECRET
-
-playwright_sync = pytest.importorskip("playwright.sync_api")
-expect = playwright_sync.expect
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -41,7 +40,7 @@ def browser() -> Iterator[Any]:
         if _in_ci():
             pytest.fail(message)  # CI installs it: a missing browser there is a broken build
         pytest.skip(message)
-    with playwright_sync.sync_playwright() as pw:
+    with sync_playwright() as pw:
         launched = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:
             yield launched
@@ -85,9 +84,10 @@ def open_page(page: Any, stack: Any, album_id: str, token: str) -> None:
     page.goto(f"{stack.web_url}/upload_test?album={album_id}&token={token}")
 
 
-def test_upload_six_photos_and_watch_the_album_fill_in(stack: Any, tab: Tab) -> None:
+def test_upload_six_photos_and_watch_the_album_fill_in(stack: Any, tab: Tab, album: str) -> None:
+    """``album`` (tests/e2e/conftest.py) is a fresh album with the emulator's faults cleared."""
     page = tab.page
-    album_id = stack.new_album()
+    album_id = album
     token = stack.token(album_id)
     photos = sorted(FIXTURES.glob("*.jpg"))
     assert len(photos) == 6, "tests/fixtures/photos should hold the six fixture photos"
@@ -150,30 +150,30 @@ def test_upload_six_photos_and_watch_the_album_fill_in(stack: Any, tab: Tab) -> 
     assert SCREENSHOT.stat().st_size < 500_000
 
 
-def test_an_expired_token_is_said_in_words(stack: Any, tab: Tab) -> None:
+def test_an_expired_token_is_said_in_words(stack: Any, tab: Tab, album: str) -> None:
     page = tab.page
-    from common import tokens
-
-    album_id = stack.new_album()
-    expired = tokens.issue_session("e2e-user", {album_id: ("image_upload",)}, TEST_JWT_SECRET, 14400, now=int(time.time()) - 20000)
+    album_id = album
+    # Issued 20000 s ago with the 4 h lifetime: expired well beyond any leeway.
+    expired = tokens.issue_session("e2e-user", {album_id: ("image_upload",)}, TEST_JWT_SECRET, 14400,
+                                   now=int(time.time()) - 20000)
     open_page(page, stack, album_id, expired)
     expect(page.locator("#error")).to_contain_text("401")
     expect(page.locator("#error")).to_contain_text("expired")
     expect(page.locator("input[type=file]#files")).to_be_disabled()
 
 
-def test_a_token_without_the_right_is_said_in_words(stack: Any, tab: Tab) -> None:
+def test_a_token_without_the_right_is_said_in_words(stack: Any, tab: Tab, album: str) -> None:
     page = tab.page
-    album_id = stack.new_album()
+    album_id = album
     other = stack.new_album()
     open_page(page, stack, album_id, stack.token(other))
     expect(page.locator("#error")).to_contain_text("no right")
     expect(page.locator("#error")).to_contain_text("403")
 
 
-def test_a_read_only_token_sees_the_album_but_cannot_upload(stack: Any, tab: Tab) -> None:
+def test_a_read_only_token_sees_the_album_but_cannot_upload(stack: Any, tab: Tab, album: str) -> None:
     page = tab.page
-    album_id = stack.new_album()
+    album_id = album
     open_page(page, stack, album_id, stack.token(album_id, abilities=("read",)))
     expect(page.locator("#images-count")).to_have_text("0")
     expect(page.locator("#upload-note")).to_contain_text("no image_upload right")
@@ -181,9 +181,9 @@ def test_a_read_only_token_sees_the_album_but_cannot_upload(stack: Any, tab: Tab
     expect(page.locator("#error")).to_be_hidden()
 
 
-def test_a_network_failure_is_said_in_words(stack: Any, tab: Tab) -> None:
+def test_a_network_failure_is_said_in_words(stack: Any, tab: Tab, album: str) -> None:
     page = tab.page
-    album_id = stack.new_album()
+    album_id = album
     page.route("**/api/v1/albums/**", lambda route: route.abort("internetdisconnected"))
     open_page(page, stack, album_id, stack.token(album_id))
     expect(page.locator("#error")).to_contain_text("Network failure")
