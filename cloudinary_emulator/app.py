@@ -373,18 +373,18 @@ def handle_upload() -> dict[str, Any]:
     overwrite = is_true(params.get("overwrite", "1"))
     stored, old = st.storage.put(asset, data, overwrite=overwrite)
     body = asset_response(stored, params)
-    if old is not None and not overwrite:
-        body["existing"] = True
-        return body
-    if old is not None:
-        body["overwritten"] = True
     notify_url = params.get("notification_url")
-    if eager:
+    if old is not None and not overwrite:
+        # Still a successful upload call: the client waiting for its webhook gets one.
+        body["existing"] = True
+    elif eager:
         if is_true(params.get("eager_async")):
             body["eager"] = start_eager_async(
                 stored, eager, params.get("eager_notification_url") or notify_url)
         else:
             body["eager"] = eager_entries(stored, eager, public_host())
+    if old is not None and overwrite:
+        body["overwritten"] = True
     st.stats.upload_done()
     if notify_url:
         st.notifier.notify(str(notify_url), {**body, "notification_type": "upload"})
