@@ -6,9 +6,11 @@ import uuid
 
 import click
 from flask import Flask, current_app
+from flask.cli import AppGroup, with_appcontext
 
-from common import db, migrate, tokens
-from common.models import Album, Organization
+from common import cloudinary_client, db, migrate, pipeline, tokens
+from common.enqueue import send, send_reprocess, task
+from common.models import Album, Organization, utcnow
 from web.auth import ALBUM_ID
 
 DEMO_ORGANIZATION = "232678ca-60c7-4bae-a9b2-88e55d4aecdc"
@@ -22,7 +24,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(demo)
 
 
-@click.group("db", help="Database schema.")
+@click.group("db", cls=AppGroup, help="Database schema.")
 def db_group() -> None:
     pass
 
@@ -33,7 +35,7 @@ def db_upgrade() -> None:
     click.echo("database is at the latest migration")
 
 
-@click.group(help="Organizations.")
+@click.group(cls=AppGroup, help="Organizations.")
 def orgs() -> None:
     pass
 
@@ -49,7 +51,7 @@ def orgs_create(org_id: str | None, name: str) -> None:
     click.echo(org_id)
 
 
-@click.group(help="Albums.")
+@click.group(cls=AppGroup, help="Albums.")
 def albums() -> None:
     pass
 
@@ -68,7 +70,64 @@ def albums_create(album_id: str, organization: str) -> None:
     click.echo(album_id)
 
 
-@click.group("tokens", help="Session tokens.")
+@albums.command("reconcile")
+@click.argument("album_id")
+def albums_reconcile(album_id: str) -> None:
+    """List the album's tag on Cloudinary now and enqueue every photo no webhook brought."""
+    settings = current_app.config["SETTINGS"]
+    if not _album_exists(album_id):
+        raise click.BadParameter(f"no album {album_id}", param_hint="ALBUM_ID")
+    cloudinary_client.ensure_configured(settings)
+    listed = missing = 0
+    cursor: str | None = None
+    with click.progressbar(length=0, label="listing Cloudinary", show_pos=True) as bar:
+        while True:
+            try:
+                page = cloudinary_client.list_by_tag(album_id, cursor, reserve=settings.admin_budget_reserve)
+            except cloudinary_client.RateLimitedError as exc:
+                raise click.ClickException(f"the Admin API budget is spent: retry in {exc.wait:.0f} s") from None
+            resources = [r for r in page.get("resources", []) if isinstance(r, dict) and r.get("public_id")]
+            with db.session_scope() as session:
+                known = pipeline.known_public_ids(session, album_id, (r["public_id"] for r in resources))
+                album = session.get(Album, album_id)
+                if album is not None and not page.get("next_cursor"):
+                    album.last_reconciled_at = utcnow()
+            new = [r for r in resources if r["public_id"] not in known]
+            send(*(task("album.ingest", album_id, r, None, "reconcile") for r in new))
+            listed += len(resources)
+            missing += len(new)
+            bar.length = listed
+            bar.update(len(resources))
+            cursor = page.get("next_cursor")
+            if not cursor:
+                break
+    click.echo(f"{listed} listed on Cloudinary, {missing} missing here and enqueued")
+
+
+@albums.command("reprocess")
+@click.argument("album_id")
+@click.option("--all", "everything", is_flag=True, help="Every stage of every image, not only what is missing.")
+def albums_reprocess(album_id: str, everything: bool) -> None:
+    """Put the album's images back through the pipeline."""
+    if not _album_exists(album_id):
+        raise click.BadParameter(f"no album {album_id}", param_hint="ALBUM_ID")
+    with db.session_scope() as session:
+        todo = pipeline.reset_for_reprocess(session, album_id, "all" if everything else "missing")
+    enqueued = 0
+    with click.progressbar(todo, label="enqueueing", show_pos=True) as bar:
+        for item in bar:
+            enqueued += send_reprocess([item])
+    click.echo(f"{len(todo)} images, {enqueued} tasks enqueued")
+
+
+def _album_exists(album_id: str) -> bool:
+    if not ALBUM_ID.match(album_id):
+        return False
+    with db.session_scope() as session:
+        return session.get(Album, album_id) is not None
+
+
+@click.group("tokens", cls=AppGroup, help="Session tokens.")
 def tokens_group() -> None:
     pass
 
@@ -87,6 +146,7 @@ def tokens_issue(user: str, album_ids: tuple[str, ...], abilities: tuple[str, ..
 
 @click.command(help="Create the seed's organization and album if absent; print a token and URLs.")
 @click.option("--ttl", type=int, default=None, help="Token lifetime in seconds (default TOKEN_TTL).")
+@with_appcontext
 def demo(ttl: int | None) -> None:
     settings = current_app.config["SETTINGS"]
     with db.session_scope() as session:

@@ -1,0 +1,84 @@
+"""The pipeline's logic on the real database, without Celery: what the tasks call."""
+from __future__ import annotations
+
+from common import db, pipeline
+from common.models import Image
+from tests.conftest import SEED_ALBUM
+
+RESOURCE = {
+    "asset_id": "a" * 32, "public_id": "album/p1", "version": 1, "format": "jpg", "width": 512, "height": 512,
+    "bytes": 1000, "type": "authenticated", "created_at": "2024-06-25T09:25:44Z",
+    "faces": [[1, 2, 3, 4]], "colors": [["#FFFFFF", 50.0]], "predominant": {"google": [["white", 50.0]]},
+    "phash": "c2924c5532bddfc8", "image_metadata": {"Make": "Canon"},
+}
+
+
+def test_ingest_with_analysis_needs_no_admin_call(seed_album):
+    with db.session_scope() as session:
+        result = pipeline.ingest(session, SEED_ALBUM, RESOURCE, "u1")
+    assert result.created and not result.needs_metadata and result.needs_thumbnails
+    with db.session_scope() as session:
+        image = session.get(Image, result.image_id)
+        assert (image.faces, image.phash, image.image_metadata) == ([[1, 2, 3, 4]], "c2924c5532bddfc8", {"Make": "Canon"})
+        assert image.status == "processing"
+
+
+def test_ingest_is_idempotent(seed_album):
+    ids = set()
+    for _ in range(3):
+        with db.session_scope() as session:
+            result = pipeline.ingest(session, SEED_ALBUM, RESOURCE, "u1")
+            ids.add(result.image_id)
+    assert len(ids) == 1
+    with db.session_scope() as session:
+        assert session.query(Image).count() == 1
+
+
+def test_ingest_without_analysis_asks_for_metadata_and_a_later_webhook_fills_it(seed_album):
+    bare = {k: RESOURCE[k] for k in ("asset_id", "public_id", "version", "format", "width", "height")}
+    with db.session_scope() as session:
+        first = pipeline.ingest(session, SEED_ALBUM, bare, None, "reconcile")
+    assert first.needs_metadata
+    with db.session_scope() as session:
+        second = pipeline.ingest(session, SEED_ALBUM, RESOURCE, "u1")
+    assert second.image_id == first.image_id and not second.needs_metadata and not second.created
+
+
+def test_ingest_refuses_unknown_albums_and_other_albums_photos(seed_album):
+    with db.session_scope() as session:
+        assert pipeline.ingest(session, "NOPE", RESOURCE, None) is None
+        assert pipeline.ingest(session, SEED_ALBUM, {"asset_id": "x"}, None) is None
+
+
+def test_recount_counts_live_images_and_covers_the_newest_four_ready(seed_album):
+    with db.session_scope() as session:
+        for i in range(6):
+            session.add(Image(album_id=SEED_ALBUM, public_id=f"p{i}", metadata_status="done",
+                              thumbnails_status="done" if i != 5 else "pending", thumbnail_url=f"http://t/{i}"))
+        session.add(Image(album_id=SEED_ALBUM, public_id="gone", metadata_status="done", thumbnails_status="done",
+                          deleted_at=pipeline.utcnow()))
+    with db.session_scope() as session:
+        album = pipeline.recount(session, SEED_ALBUM, (256, 256))
+        assert album.images_count == 6
+        assert [t["public_id"] for t in album.thumbnails] == ["p4", "p3", "p2", "p1"]
+        assert album.thumbnails[0] == {"public_id": "p4", "url": "http://t/4", "width": 256, "height": 256}
+
+
+def test_duplicate_groups_by_hamming_distance():
+    def img(pid: str, phash: str) -> Image:
+        return Image(public_id=pid, phash=phash)
+
+    images = [img("a", "c2924c5532bddfc8"), img("b", "c2924c5532bddfc9"), img("c", "3d6db3aacd422037"), img("d", "ffffffffffffffff")]
+    groups = pipeline.duplicate_groups(images, threshold=6)
+    assert [[i.public_id for i in g] for g in groups] == [["a", "b"]]
+    assert pipeline.hamming("c2924c5532bddfc8", "c2924c5532bddfc9") == 1
+    assert pipeline.duplicate_groups(images, threshold=0) == []
+
+
+def test_reprocess_missing_leaves_finished_images_alone(seed_album):
+    with db.session_scope() as session:
+        session.add(Image(album_id=SEED_ALBUM, public_id="ok", metadata_status="done", thumbnails_status="done"))
+        session.add(Image(album_id=SEED_ALBUM, public_id="bad", metadata_status="done", thumbnails_status="failed", error="x"))
+    with db.session_scope() as session:
+        todo = pipeline.reset_for_reprocess(session, SEED_ALBUM, "missing")
+    assert [(m, t) for _, m, t in todo] == [(False, True)]
