@@ -401,6 +401,7 @@
 
   el.access.addEventListener("submit", (event) => {
     event.preventDefault(); // nothing is ever posted to the server (CSP: form-action 'none')
+    if (state.busy) return; // a batch belongs to the album it started on
     state.albumId = el.album.value.trim();
     state.token = el.token.value.trim();
     if (state.albumId && state.token) openAlbum();
