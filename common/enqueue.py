@@ -24,6 +24,23 @@ class BrokerUnavailable(RuntimeError):
 _BROKER_ERRORS = (OperationalError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, socket.timeout, ConnectionError, TimeoutError)
 
 
+def publish_fast(name: str, args: tuple[Any, ...], argsrepr: str) -> None:
+    """The hot path's publish (the webhook): one Redis round trip (``common.fast_publish``),
+    falling back to Celery's own publish for a broker other than Redis."""
+    from common.fast_publish import publisher_for
+    from worker.app import app
+
+    queue = app.amqp.router.route({}, name)["queue"].name
+    publisher = publisher_for(get_settings().broker_url)
+    try:
+        if publisher is None:
+            app.send_task(name, args=args, argsrepr=argsrepr, kwargsrepr="{}")
+        else:
+            publisher.publish(name, args, queue, argsrepr)
+    except _BROKER_ERRORS as exc:
+        raise BrokerUnavailable(str(exc)) from exc
+
+
 def send(*signatures: Signature) -> None:
     try:
         for sig in signatures:

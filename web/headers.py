@@ -22,6 +22,7 @@ SECURITY_HEADERS = {
     "X-Permitted-Cross-Domain-Policies": "none",
     "Referrer-Policy": "origin-when-cross-origin, strict-origin-when-cross-origin",
 }
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,128}$")
 
 
@@ -36,15 +37,18 @@ def install(app: Flask) -> None:
     @app.after_request
     def _headers(response: Response) -> Response:
         headers = response.headers
-        for name, value in SECURITY_HEADERS.items():
-            headers.setdefault(name, value)
-        if response.mimetype == "application/json":
-            headers["Content-Type"] = "application/json; charset=utf-8"
+        # One pass over what the view set, then one extend: Werkzeug's per-header setdefault
+        # rescans the list each time, and this runs on every request (the webhook's too).
+        present = {name.lower() for name, _ in headers.items()}
+        added = [(name, value) for name, value in SECURITY_HEADERS.items() if name.lower() not in present]
+        if response.mimetype == "application/json" and response.content_type != JSON_CONTENT_TYPE:
+            headers["Content-Type"] = JSON_CONTENT_TYPE
         session = g.get("reissued_token")
         if session:
-            headers["X-token"] = session
-        headers["X-Request-Id"] = g.get("request_id") or str(uuid.uuid4())
+            added.append(("X-token", session))
+        added.append(("X-Request-Id", g.get("request_id") or str(uuid.uuid4())))
         started = g.get("started")
         if started is not None:
-            headers["X-Runtime"] = f"{time.perf_counter() - started:.6f}"
+            added.append(("X-Runtime", f"{time.perf_counter() - started:.6f}"))
+        headers.extend(added)
         return response

@@ -1,0 +1,52 @@
+"""The hot path's publisher writes what kombu's Redis transport writes, so a Celery worker
+cannot tell the two apart (the end-to-end tests then run every webhook through it)."""
+from __future__ import annotations
+
+import base64
+import json
+
+import redis
+
+from common.fast_publish import RedisTaskPublisher
+from worker.app import app
+
+
+def _pop(r: redis.Redis, queue: str) -> dict:
+    raw = r.rpop(queue)
+    assert raw is not None
+    return json.loads(raw)
+
+
+def test_envelope_matches_kombus(redis_url):
+    r = redis.Redis.from_url(redis_url)
+    r.delete("shape-a", "shape-b")
+    args = ("ALB", {"public_id": "p"}, "u")
+    app.send_task("album.ingest", args=args, queue="shape-a", argsrepr="x", kwargsrepr="{}")
+    RedisTaskPublisher(app, redis_url).publish("album.ingest", args, "shape-b", "x")
+    theirs, ours = _pop(r, "shape-a"), _pop(r, "shape-b")
+
+    assert set(ours) == set(theirs)
+    assert set(ours["headers"]) == set(theirs["headers"])
+    # send_task also copies its extra options (argsrepr, kwargsrepr) into the properties.
+    assert set(ours["properties"]) == set(theirs["properties"]) - {"argsrepr", "kwargsrepr"}
+    for key in ("content-type", "content-encoding"):
+        assert ours[key] == theirs[key]
+    assert ours["properties"]["delivery_info"] == {"exchange": "", "routing_key": "shape-b"}
+    assert ours["properties"]["body_encoding"] == theirs["properties"]["body_encoding"] == "base64"
+    assert ours["headers"]["task"] == "album.ingest"
+    assert json.loads(base64.b64decode(ours["body"])) == json.loads(base64.b64decode(theirs["body"]))
+
+
+def test_the_sent_event_goes_to_celerys_event_topic(redis_url):
+    r = redis.Redis.from_url(redis_url)
+    sub = r.pubsub()
+    sub.psubscribe("*celeryev/task.sent")
+    sub.get_message(timeout=1)
+    task_id = RedisTaskPublisher(app, redis_url).publish("album.ingest", ("A", {}, None), "shape-c", "x")
+    r.delete("shape-c")
+    message = sub.get_message(timeout=2)
+    while message and message["type"] != "pmessage":
+        message = sub.get_message(timeout=2)
+    event = json.loads(base64.b64decode(json.loads(message["data"])["body"]))
+    assert event["type"] == "task-sent" and event["uuid"] == task_id and event["name"] == "album.ingest"
+    sub.close()
