@@ -43,5 +43,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(webhook.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(upload_test.bp)
+    from web import openapi  # the API contract: document, reference page, test-time response checks
+
+    app.register_blueprint(openapi.bp)
+    openapi.install_response_validation(app)
     cli.register(app)
     return app

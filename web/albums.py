@@ -78,7 +78,8 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     raw = request.args.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    # isascii(): str.isdigit() also accepts digits like "²" that int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise ApiError(400, "invalid_parameter", f"'{name}' must be a whole number from {low} to {high}.")
     return int(raw)
 
@@ -153,8 +154,8 @@ def duplicates(album_id: str) -> Response:
 @album_access("manage")
 def delete_image(album_id: str, image_id: str) -> Response:
     """Remove a photo: gone from the album at once; its Cloudinary asset is destroyed by a task."""
-    if not image_id.isdigit() or len(image_id) > 18:
-        raise ApiError(404, "image_not_found", "No such image in this album.")
+    if not (image_id.isascii() and image_id.isdigit()) or len(image_id) > 18 or int(image_id) < 1:
+        raise ApiError(400, "invalid_parameter", "'image_id' must be a whole number from 1 to 999999999999999999.")
     load_album(album_id)
     with db.session_scope() as session:
         image = session.get(Image, int(image_id))
@@ -176,8 +177,9 @@ def reprocess(album_id: str) -> Response:
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
             raise ApiError(400, "invalid_json", "The body must be a JSON object like {\"mode\": \"missing\"}.")
-        mode = body.get("mode")
-    mode = mode or "missing"
+        mode = body.get("mode", "missing")
+    elif mode is None:
+        mode = "missing"
     if mode not in pipeline.REPROCESS_MODES:
         raise ApiError(400, "invalid_parameter", "'mode' must be 'missing' or 'all'.")
     load_album(album_id)

@@ -1,0 +1,287 @@
+"""The OpenAPI contract (web/openapi.yaml): valid OpenAPI 3.1, one-to-one with the app's routes,
+served as JSON and as a reference page with local assets only, and its response checker really
+catches drift. (Every response of the whole suite goes through that checker: tests/openapi_contract.py.)"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from html.parser import HTMLParser
+
+import pytest
+from flask import request_finished
+from openapi_spec_validator import validate
+
+from common import tokens
+from tests.conftest import SEED_ALBUM, SEED_ORG, SEED_USER, TEST_JWT_SECRET, row_counts
+from web import create_app, openapi
+
+SEED_TOKEN = (
+    "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJleHAiOjE1NTQ3NTk1MjUsImlhdCI6MTU1NDc0NTEyNSwidXNlcl9pZCI6ImJjYTVlYTEwLTZlMDYt"
+    "NDZiYi1hMTYwLWQ1ZmI2NjlhMjc3NCIsImFiaWxpdGllcyI6eyIwMDEwMDAwMDEyM0JCMjUiOnsiQWNjZXNzIjp7ImltYWdlX3VwbG9hZCI6dHJ1ZX19fX0."
+    "guKk5l1ISUrpcWz2Q4VI4RDBqgP8oJ6TukHMmE1X9IM"
+)
+#: The seed's response headers (SEED-album-api.md), less Content-Length.
+SEED_HEADERS = {
+    "Cache-Control": "no-cache, no-store",
+    "Pragma": "no-cache",
+    "Expires": "Fri, 01 Jan 1990 00:00:00 GMT",
+    "Content-Type": "application/json; charset=utf-8",
+    "X-token": SEED_TOKEN,
+    "Vary": "Accept-Encoding",
+    "P3P": 'CP="NOI ADM DEV PSAi COM NAV OUR OTRo STP IND DEM"',
+    "X-Request-Id": "56d3bf60-90bf-4436-bb4d-fc77b589cb26",
+    "X-Runtime": "0.026387",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "X-XSS-Protection": "1; mode=block",
+    "X-Download-Options": "noopen",
+    "X-Permitted-Cross-Domain-Policies": "none",
+    "Referrer-Policy": "origin-when-cross-origin, strict-origin-when-cross-origin",
+}
+UPLOAD_DONE = "/api/v1/albums/{album_id}/upload_done"
+
+
+@pytest.fixture
+def app(settings):
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def session(*abilities: str, album: str = SEED_ALBUM) -> dict[str, str]:
+    token = tokens.issue_session(SEED_USER, {album: abilities}, TEST_JWT_SECRET, 3600, now=int(time.time()))
+    return {"Authorization": f"Bearer {token}"}
+
+
+def seed_body() -> bytes:
+    example = openapi.document()["paths"][UPLOAD_DONE]["post"]["responses"]["200"]["content"]["application/json"]["examples"]["seed"]
+    return json.dumps(example["value"], separators=(",", ":")).encode()
+
+
+# -- the document -------------------------------------------------------------------------------
+
+
+def test_the_document_is_valid_openapi_3_1():
+    doc = openapi.document()
+    assert doc["openapi"].startswith("3.1.")
+    validate(doc)  # openapi-spec-validator picks the 3.1 validator from the version
+
+
+def test_the_document_has_every_route_of_the_app_and_nothing_else(app):
+    """A new endpoint cannot skip the contract: the routes and the documented operations are one set."""
+    doc = openapi.document()
+    routes = {
+        (openapi.openapi_path(rule.rule), method.lower())
+        for rule in app.url_map.iter_rules()
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+    documented = {(path, method) for path, item in doc["paths"].items() for method in item if method != "parameters"}
+    assert routes == documented
+
+
+def test_the_seed_response_is_the_example_of_upload_done_and_matches_its_schema():
+    body = seed_body()
+    assert len(body) == 963  # the seed's Content-Length: the example is the seed, byte for byte
+    assert openapi.checker().check(UPLOAD_DONE, "POST", 200, SEED_HEADERS, body) == []
+
+
+def test_every_error_response_documents_the_error_shape_and_its_headers():
+    doc = openapi.document()
+    responses = doc["components"]["responses"]
+    for name, response in responses.items():
+        schema = response["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/Error"}, name
+        assert {"X-Request-Id", "X-Runtime"} <= set(response["headers"]), name
+        example = response["content"]["application/json"]["example"]
+        assert example["error"]["code"] in doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"]
+    assert "WWW-Authenticate" in responses["Unauthorized"]["headers"]
+    assert "WWW-Authenticate" in responses["WebhookUnauthorized"]["headers"]
+    assert "Retry-After" in responses["BrokerUnavailable"]["headers"]
+    assert "Allow" in responses["MethodNotAllowed"]["headers"]
+    schemes = doc["components"]["securitySchemes"]
+    assert schemes["TokenAuth"] == {**schemes["TokenAuth"], "type": "apiKey", "in": "header", "name": "Authorization"}
+    assert schemes["BearerAuth"]["scheme"] == "bearer"
+    assert {schemes[n]["name"] for n in ("NotificationToken", "CloudinarySignature", "CloudinaryTimestamp")} == {
+        "token", "X-Cld-Signature", "X-Cld-Timestamp"}
+
+
+# -- serving it ---------------------------------------------------------------------------------
+
+
+def test_the_document_is_served_as_json(client):
+    response = client.get("/api/v1/openapi.json")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert response.get_json() == openapi.document()
+    assert list(response.get_json()["paths"]) == list(openapi.document()["paths"])  # the file's order
+
+
+class _Assets(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+        self.inline_scripts = 0
+        self._in_script = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        for name in ("src", "href"):
+            if attributes.get(name) and tag in ("script", "link"):
+                self.urls.append(str(attributes[name]))
+        self._in_script = tag == "script"
+
+    def handle_data(self, data: str) -> None:
+        if self._in_script and data.strip():
+            self.inline_scripts += 1
+
+
+def test_the_reference_page_uses_local_assets_only_under_its_own_csp(client):
+    page = client.get("/api/docs")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    csp = page.headers["Content-Security-Policy"]
+    assert "script-src 'self';" in csp and "default-src 'none'" in csp and "connect-src 'self'" in csp
+    assert "unsafe-eval" not in csp and "http" not in csp
+    assert page.headers["X-Frame-Options"] == "DENY"  # web/headers.py still adds the rest
+    html = page.get_data(as_text=True)
+    parser = _Assets()
+    parser.feed(html)
+    assert parser.inline_scripts == 0
+    assert parser.urls and all(url.startswith("/api/docs/assets/") for url in parser.urls)
+    assert "data-spec-url=\"/api/v1/openapi.json\"" in html
+    for url in parser.urls:
+        asset = client.get(url)
+        assert asset.status_code == 200, url
+        assert asset.mimetype in ("text/javascript", "application/javascript", "text/css", "image/png"), url
+    start = client.get("/api/docs/assets/docs.js").get_data(as_text=True)
+    assert "validatorUrl: null" in start  # Swagger UI would otherwise load a badge from the internet
+    assert client.get("/api/docs/assets/../openapi.py").status_code == 404
+    assert client.get("/api/docs/assets/oauth2-redirect.html").status_code == 404
+
+
+# -- the edge's validation: a violation is 400 and names the field ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/images?limit=0", "limit"), ("/images?limit=201", "limit"), ("/images?limit=x", "limit"),
+        ("/images?limit=%C2%B2", "limit"), ("/images?cursor=%21%21", "cursor"), ("/images?cursor=YWJj", "cursor"),
+        ("/duplicates?threshold=65", "threshold"), ("/duplicates?threshold=-1", "threshold"),
+        ("/duplicates?threshold=%D9%A1", "threshold"),
+    ],
+)
+def test_query_constraints_are_400_naming_the_field(client, seed_album, path, field):
+    response = client.get(f"/api/v1/albums/{SEED_ALBUM}{path}", headers=session("read"))
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "invalid_parameter"
+    assert f"'{field}'" in response.get_json()["error"]["message"]
+
+
+@pytest.mark.parametrize("image_id", ["abc", "0", "1" * 19, "%C2%B2", "-1", "1.5"])
+def test_a_malformed_image_id_is_400_naming_it_and_deletes_nothing(client, seed_album, image_id):
+    before = row_counts()
+    response = client.delete(f"/api/v1/albums/{SEED_ALBUM}/images/{image_id}", headers=session("manage"))
+    assert response.status_code == 400, response.data
+    assert "'image_id'" in response.get_json()["error"]["message"]
+    assert row_counts() == before
+
+
+@pytest.mark.parametrize(
+    ("query", "body", "code", "field"),
+    [
+        ("?mode=", None, "invalid_parameter", "'mode'"),
+        ("?mode=some", None, "invalid_parameter", "'mode'"),
+        ("", {"mode": None}, "invalid_parameter", "'mode'"),
+        ("", {"mode": ""}, "invalid_parameter", "'mode'"),
+        ("", {"mode": ["all"]}, "invalid_parameter", "'mode'"),
+        ("", [1], "invalid_json", "body"),
+    ],
+)
+def test_reprocess_mode_is_checked_in_query_and_body(client, seed_album, query, body, code, field):
+    kwargs = {"json": body} if body is not None else {}
+    response = client.post(f"/api/v1/albums/{SEED_ALBUM}/reprocess{query}", headers=session("manage"), **kwargs)
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == code
+    assert field in response.get_json()["error"]["message"]
+
+
+def test_reprocess_defaults_to_missing(client, seed_album):
+    for kwargs in ({}, {"json": {}}, {"json": {"mode": "all"}}):
+        response = client.post(f"/api/v1/albums/{SEED_ALBUM}/reprocess", headers=session("manage"), **kwargs)
+        assert response.status_code == 202
+        assert response.get_json()["mode"] == kwargs.get("json", {}).get("mode", "missing")
+
+
+# -- the response checker -----------------------------------------------------------------------
+
+
+def test_validation_is_off_unless_asked_so_production_pays_nothing(settings, monkeypatch):
+    monkeypatch.setenv("OPENAPI_VALIDATE_RESPONSES", "0")
+    app = create_app(settings)
+    assert app.config["OPENAPI_VALIDATE_RESPONSES"] is False
+    assert not request_finished.has_receivers_for(app)
+
+
+def test_the_suite_validates_responses(app):
+    assert app.config["OPENAPI_VALIDATE_RESPONSES"] is True
+    assert request_finished.has_receivers_for(app)
+
+
+def _broken(**changes: object) -> bytes:
+    body = json.loads(seed_body())
+    body.update(changes)
+    return json.dumps(body).encode()
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "status", "headers", "body", "problem"),
+    [
+        (UPLOAD_DONE, "POST", 200, SEED_HEADERS, json.dumps(dict(reversed(list(json.loads(seed_body()).items())))).encode(), "order"),
+        (UPLOAD_DONE, "POST", 200, SEED_HEADERS, _broken(extra=1), "Additional properties"),
+        (UPLOAD_DONE, "POST", 200, SEED_HEADERS, _broken(images_count="0"), "images_count"),
+        (UPLOAD_DONE, "POST", 200, SEED_HEADERS, _broken(upload_form=None), "upload_form"),
+        (UPLOAD_DONE, "POST", 200, {k: v for k, v in SEED_HEADERS.items() if k != "X-token"}, seed_body(), "X-token"),
+        (UPLOAD_DONE, "POST", 200, {**SEED_HEADERS, "X-Runtime": "fast"}, seed_body(), "X-Runtime"),
+        (UPLOAD_DONE, "POST", 200, {**SEED_HEADERS, "Content-Type": "application/json"}, seed_body(), "Content-Type"),
+        (UPLOAD_DONE, "POST", 200, {**SEED_HEADERS, "Content-Type": "text/html"}, b"<p>", "content type"),
+        (UPLOAD_DONE, "POST", 418, SEED_HEADERS, seed_body(), "undocumented status"),
+        (UPLOAD_DONE, "PATCH", 200, SEED_HEADERS, seed_body(), "undocumented method"),
+        ("/api/v1/secret", "GET", 200, SEED_HEADERS, b"{}", "undocumented path"),
+        (None, "GET", 200, SEED_HEADERS, b"{}", "matched no route"),
+        ("/api/v1/albums/{album_id}/images", "GET", 401, SEED_HEADERS, b'{"error":{"code":"unauthorized","message":"x"}}',
+         "WWW-Authenticate"),
+        ("/api/v1/albums/{album_id}/images", "GET", 400, SEED_HEADERS, b'{"error":{"message":"x","code":"invalid_parameter"}}',
+         "order"),
+    ],
+)
+def test_the_checker_catches_drift(path, method, status, headers, body, problem):
+    problems = openapi.checker().check(path, method, status, headers, body)
+    assert any(problem in p for p in problems), problems
+
+
+def test_a_drifted_live_response_is_recorded(app, tmp_path, monkeypatch):
+    """End to end through the hook: an undocumented route answers, the violation is written."""
+    target = tmp_path / "violations.jsonl"
+    monkeypatch.setenv("OPENAPI_VIOLATIONS_FILE", str(target))
+    app.add_url_rule("/api/v1/undocumented", "undocumented", lambda: {"ok": True})
+    before = len(openapi.VIOLATIONS)
+    assert app.test_client().get("/api/v1/undocumented").status_code == 200
+    recorded = [json.loads(line) for line in target.read_text().splitlines()]
+    assert recorded and recorded[0]["operation"] == "/api/v1/undocumented"
+    assert any("undocumented path" in p for p in recorded[0]["problems"])
+    del openapi.VIOLATIONS[before:]
+
+
+def test_session_and_request_headers_are_documented_on_live_answers(client, seed_album):
+    response = client.get(f"/api/v1/albums/{SEED_ALBUM}", headers={**session("read"), "X-Request-Id": "req-12345678"})
+    assert response.headers["X-Request-Id"] == "req-12345678"
+    assert re.fullmatch(r"[0-9]+\.[0-9]{6}", response.headers["X-Runtime"])
+    assert response.headers["X-token"].count(".") == 2
+    assert openapi.checker().check("/api/v1/albums/{album_id}", "GET", 200, response.headers, response.data) == []
+    assert list(response.get_json()) == ["id", "public_id", "images_count", "views_count", "upload_form", "organization_id",
+                                         "thumbnails"]
+    assert response.get_json()["organization_id"] == SEED_ORG
