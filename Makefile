@@ -10,9 +10,9 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed (set PYTHON=...)")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing dependencies into $(VENV) (first time takes a minute)..."
-	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
-	@$(PY) -c 'import flask, celery, cloudinary, cv2, playwright' || (echo "dependency install failed" && exit 1)
+	@$(PY) -m pip install --disable-pip-version-check --upgrade pip > $(VENV)/pip.log 2>&1 \
+	  && $(PY) -m pip install --disable-pip-version-check -e '.[test]' >> $(VENV)/pip.log 2>&1 \
+	  || (tail -30 $(VENV)/pip.log; echo "dependency install failed (full log: $(VENV)/pip.log)"; exit 1)
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 install: $(STAMP)

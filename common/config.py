@@ -14,7 +14,7 @@ from typing import Any, Mapping
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 #: The secret a development checkout runs with. Production refuses it.
-DEV_JWT_SECRET = "dev-insecure-jwt-secret"
+DEV_JWT_SECRET = "dev-insecure-jwt-secret-do-not-use-in-production"
 #: Used when no CLOUDINARY_URL is set: the embedded emulator's defaults (see Procfile).
 DEV_CLOUDINARY_URL = (
     "cloudinary://123123123123:emulator-secret@demo"

@@ -23,6 +23,7 @@ fi
 flask --app web db upgrade
 demo="$(flask --app web demo --ttl 86400)"
 page="$(printf '%s\n' "$demo" | sed -n 's/^upload page: //p')"
+token="$(printf '%s\n' "$demo" | sed -n 's/^token: *//p')"
 
 cat <<MSG
 
@@ -31,9 +32,11 @@ cat <<MSG
 
  Upload page:  $page
  Flower:       http://127.0.0.1:${FLOWER_PORT}/   (user ${FLOWER_USER}, password ${FLOWER_PASSWORD})
- API:          ${PUBLIC_URL}/api/v1/albums/00100000123BB25   (header: Authorization: Bearer <token below>)
+ API:          ${PUBLIC_URL}/api/v1/albums/00100000123BB25   (reference: ${PUBLIC_URL}/api/docs)
 
-$demo
+ Demo token (album 00100000123BB25, all rights, 24 h):
+   $token
+ Try:  curl -X POST -H "Authorization: Bearer \$TOKEN" ${PUBLIC_URL}/api/v1/albums/00100000123BB25/upload_done
 ==============================================================================
 
 MSG

@@ -46,6 +46,7 @@ def free_port() -> int:
 
 def start_private_redis(directory: Path, port: int | None = None) -> tuple[str, subprocess.Popen[bytes]]:
     """Start a throwaway Redis on loopback; returns its URL and process."""
+    directory = directory.resolve()  # redis-server chdirs to --dir before opening --logfile
     directory.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     proc = subprocess.Popen(
