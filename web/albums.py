@@ -173,13 +173,15 @@ def delete_image(album_id: str, image_id: str) -> Response:
 def reprocess(album_id: str) -> Response:
     """Run the pipeline again: ``mode`` ``missing`` (stages not done) or ``all``."""
     mode = request.args.get("mode")
-    if mode is None and request.content_length:
+    if request.content_length:  # a body, when sent, is checked even if the query decides
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
             raise ApiError(400, "invalid_json", "The body must be a JSON object like {\"mode\": \"missing\"}.")
-        mode = body.get("mode", "missing")
-    elif mode is None:
-        mode = "missing"
+        body_mode = body.get("mode", "missing")
+        if body_mode not in pipeline.REPROCESS_MODES:
+            raise ApiError(400, "invalid_parameter", "'mode' in the body must be 'missing' or 'all'.")
+        mode = body_mode if mode is None else mode
+    mode = "missing" if mode is None else mode
     if mode not in pipeline.REPROCESS_MODES:
         raise ApiError(400, "invalid_parameter", "'mode' must be 'missing' or 'all'.")
     load_album(album_id)

@@ -30,7 +30,8 @@ def _unauthorized(message: str) -> ApiError:
 def _check_signature(settings: Settings, raw: bytes) -> None:
     timestamp = request.headers.get("X-Cld-Timestamp", "")
     signature = request.headers.get("X-Cld-Signature", "")
-    if not timestamp.isdigit() or not signature:
+    # ASCII digits, at most 12: "²" passes isdigit() but not int(), a huge one overflows float.
+    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12 or not signature:
         raise _unauthorized("Missing or malformed X-Cld-Timestamp / X-Cld-Signature.")
     age = time.time() - int(timestamp)
     if age > settings.webhook_max_age or age < -settings.webhook_max_skew:

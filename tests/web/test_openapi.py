@@ -285,3 +285,20 @@ def test_session_and_request_headers_are_documented_on_live_answers(client, seed
     assert list(response.get_json()) == ["id", "public_id", "images_count", "views_count", "upload_form", "organization_id",
                                          "thumbnails"]
     assert response.get_json()["organization_id"] == SEED_ORG
+
+
+@pytest.mark.parametrize("timestamp", ["\u00b2", "9" * 400, "9" * 5000, "1e9", " 1"])
+def test_a_malformed_webhook_timestamp_is_401_not_500(settings, seed_album, timestamp):
+    """Found by fuzzing: "²" passed str.isdigit() but not int(); a huge number overflowed float."""
+    app = create_app(settings.with_overrides(cloudinary_url="cloudinary://key:secret@cloud"))
+    token = tokens.notification_token(SEED_USER, SEED_ALBUM, SEED_ORG, TEST_JWT_SECRET, 14400)
+    response = app.test_client().post(f"/api/v1/cloudinary?token={token}", data=b"{}", content_type="application/json",
+                                      headers={"X-Cld-Timestamp": timestamp, "X-Cld-Signature": "0" * 40})
+    assert response.status_code == 401
+    assert response.get_json()["error"]["code"] == "unauthorized"
+
+
+def test_a_reprocess_body_is_checked_even_when_the_query_decides(client, seed_album):
+    url = f"/api/v1/albums/{SEED_ALBUM}/reprocess?mode=all"
+    assert client.post(url, headers=session("manage"), json={"mode": {}}).status_code == 400
+    assert client.post(url, headers=session("manage"), json={"mode": "missing"}).get_json()["mode"] == "all"
