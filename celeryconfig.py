@@ -59,6 +59,7 @@ task_routes = {
     "album.ingest": {"queue": "fast"},
     "album.recount": {"queue": "fast"},
     "album.sweep_stuck": {"queue": "fast"},
+    "album.reconcile_active": {"queue": "fast"},
     "album.fetch_metadata": {"queue": "io"},
     "album.generate_thumbnails": {"queue": "io"},
     "album.reconcile": {"queue": "io"},
@@ -67,6 +68,9 @@ task_routes = {
 
 beat_schedule = {
     "sweep-stuck-images": {"task": "album.sweep_stuck", "schedule": 60.0},
+    # Lost webhooks of clients that never said upload_done again: each active album's tag is
+    # listed twice an hour (one Admin API call per 500 photos).
+    "reconcile-active-albums": {"task": "album.reconcile_active", "schedule": 1800.0},
 }
 
 worker_hijack_root_logger = False

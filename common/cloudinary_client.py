@@ -150,7 +150,7 @@ def _admin_call(reserve: int, call: Any, *args: Any, **kwargs: Any) -> Any:
         # The SDK does not expose the 420's headers; the last answer's reset time stands,
         # else a minute's pause.
         admin_budget.exhausted(None)
-        raise RateLimitedError(admin_budget.acquire(10**9) or 60.0) from None
+        raise RateLimitedError(admin_budget.seconds_until_reset() or 60.0) from None
     _budget_from(response)
     return response
 

@@ -59,6 +59,8 @@ class Settings:
     stuck_after: int = 900
     recount_debounce: float = 2.0
     reconcile_coalesce: float = 10.0
+    #: The beat reconciles albums whose upload form went out within this window (lost webhooks).
+    active_album_window: int = 86400
     #: fetch_metadata keeps this many Admin API calls per window for itself; reconcile waits below it.
     admin_budget_reserve: int = 50
     #: Longest wait on a rate-limited Admin API before retrying (below the visibility timeout).
@@ -108,6 +110,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         recount_debounce=float(env.get("RECOUNT_DEBOUNCE") or defaults.recount_debounce),
         reconcile_coalesce=float(env.get("RECONCILE_COALESCE") or defaults.reconcile_coalesce),
         admin_budget_reserve=_int(env, "ADMIN_BUDGET_RESERVE", defaults.admin_budget_reserve),
+        active_album_window=_int(env, "ACTIVE_ALBUM_WINDOW", defaults.active_album_window),
         rate_limit_max_wait=_int(env, "RATE_LIMIT_MAX_WAIT", defaults.rate_limit_max_wait),
         flower_user=env.get("FLOWER_USER") or defaults.flower_user,
         flower_password=env.get("FLOWER_PASSWORD") or defaults.flower_password,

@@ -100,6 +100,10 @@ class AdminBudget:
         now = time.time()
         self.record(0, reset_at if reset_at and reset_at > now else now + fallback_wait)
 
+    def seconds_until_reset(self) -> float:
+        raw = self.r.hget(self.KEY, "reset_at")
+        return max(0.0, float(raw) - time.time()) if raw is not None else 0.0
+
     def acquire(self, reserve: int = 0) -> float:
         """Take one Admin call, leaving at least ``reserve`` calls unspent.
 
@@ -112,3 +116,28 @@ class AdminBudget:
 
 
 admin_budget = AdminBudget()
+
+
+class ActiveAlbums:
+    """Albums whose upload form went out recently: the beat reconciles them now and then, so a
+    photo whose webhook was lost arrives even if its client never calls upload_done again."""
+
+    KEY = "album:forms_out"
+
+    def __init__(self, r: redis.Redis | None = None) -> None:
+        self._r = r
+
+    @property
+    def r(self) -> redis.Redis:
+        return self._r if self._r is not None else client()
+
+    def touch(self, album_id: str) -> None:
+        self.r.zadd(self.KEY, {album_id: time.time()})
+
+    def since(self, seconds: float) -> list[str]:
+        cutoff = time.time() - seconds
+        self.r.zremrangebyscore(self.KEY, "-inf", cutoff)
+        return [member.decode() for member in self.r.zrangebyscore(self.KEY, cutoff, "+inf")]
+
+
+active_albums = ActiveAlbums()

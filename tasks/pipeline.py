@@ -10,11 +10,12 @@ from typing import Any
 
 import cloudinary.exceptions
 from celery import Task
+from sqlalchemy.exc import OperationalError
 
 from common import cloudinary_client, db, pipeline
 from common.config import get_settings
-from common.coordination import reconcile_gate, recount_gate
-from common.enqueue import request_recount, send
+from common.coordination import active_albums, reconcile_gate, recount_gate
+from common.enqueue import request_reconcile, request_recount, send
 from common.logs import log
 from common.models import STAGE_DONE, STAGE_PENDING, Album, Image, utcnow
 from worker.app import app
@@ -23,6 +24,8 @@ logger = logging.getLogger(__name__)
 
 #: Transient failures (Cloudinary 5xx, network): retried with backoff, then the stage fails.
 MAX_RETRIES = 5
+#: A database that is briefly unreachable or locked: every task retries itself (all are idempotent).
+DB_RETRY = {"autoretry_for": (OperationalError,), "retry_backoff": 2, "retry_backoff_max": 60, "retry_jitter": True}
 #: Waits for the Admin API budget are not failures, but are bounded too (24 x 15 min = 6 h).
 MAX_RATE_LIMIT_WAITS = 24
 
@@ -43,7 +46,7 @@ def _follow_ups(result: pipeline.IngestResult) -> None:
         send(generate_thumbnails.s(result.image_id))
 
 
-@app.task(name="album.ingest", bind=True, max_retries=MAX_RETRIES)
+@app.task(name="album.ingest", bind=True, max_retries=MAX_RETRIES, **DB_RETRY)
 def ingest(self: Task, album_id: str, resource: dict[str, Any], uploaded_by: str | None = None, source: str = "webhook") -> None:
     """Upsert the photo from a notification (or a reconcile listing), then thumbnails and a recount."""
     with db.session_scope() as session:
@@ -72,7 +75,7 @@ def _rate_limited(task: Task, exc: cloudinary_client.RateLimitedError, image_id:
     raise task.retry(kwargs=kwargs, countdown=countdown, max_retries=None, exc=exc)
 
 
-@app.task(name="album.fetch_metadata", bind=True, max_retries=MAX_RETRIES)
+@app.task(name="album.fetch_metadata", bind=True, max_retries=MAX_RETRIES, **DB_RETRY)
 def fetch_metadata(self: Task, image_id: int, rate_limit_waits: int = 0) -> None:
     """Admin API ``resource`` for a photo whose notification lacked the analysis."""
     with db.session_scope() as session:
@@ -103,7 +106,7 @@ def fetch_metadata(self: Task, image_id: int, rate_limit_waits: int = 0) -> None
         request_recount(album_id)
 
 
-@app.task(name="album.generate_thumbnails", bind=True, max_retries=MAX_RETRIES)
+@app.task(name="album.generate_thumbnails", bind=True, max_retries=MAX_RETRIES, **DB_RETRY)
 def generate_thumbnails(self: Task, image_id: int) -> None:
     """Upload API ``explicit`` with eager transformations; stores signed delivery URLs."""
     with db.session_scope() as session:
@@ -129,7 +132,7 @@ def generate_thumbnails(self: Task, image_id: int) -> None:
     request_recount(album_id)
 
 
-@app.task(name="album.recount", bind=True, max_retries=MAX_RETRIES)
+@app.task(name="album.recount", bind=True, max_retries=MAX_RETRIES, **DB_RETRY)
 def recount(self: Task, album_id: str) -> None:
     """Debounced: the gate is released *before* reading, so any change committed after this
     read schedules another recount, and the last one is exact."""
@@ -141,7 +144,7 @@ def recount(self: Task, album_id: str) -> None:
     log(logger, logging.INFO, "recounted", album_id=album_id, images_count=count)
 
 
-@app.task(name="album.reconcile", bind=True, max_retries=MAX_RETRIES)
+@app.task(name="album.reconcile", bind=True, max_retries=MAX_RETRIES, **DB_RETRY)
 def reconcile(self: Task, album_id: str, cursor: str | None = None, rate_limit_waits: int = 0) -> None:
     """List the album's tag on Cloudinary and ingest every photo no webhook brought.
 
@@ -172,7 +175,7 @@ def reconcile(self: Task, album_id: str, cursor: str | None = None, rate_limit_w
         send(reconcile.s(album_id, page["next_cursor"]))
 
 
-@app.task(name="album.destroy_image", bind=True, max_retries=MAX_RETRIES)
+@app.task(name="album.destroy_image", bind=True, max_retries=MAX_RETRIES, **DB_RETRY)
 def destroy_image(self: Task, image_id: int) -> None:
     """Remove a deleted image's asset from Cloudinary (the row stays, marked deleted)."""
     with db.session_scope() as session:
@@ -187,7 +190,7 @@ def destroy_image(self: Task, image_id: int) -> None:
         raise self.retry(countdown=_backoff(self.request.retries), exc=exc)
 
 
-@app.task(name="album.remove_deleted", bind=True)
+@app.task(name="album.remove_deleted", bind=True, max_retries=MAX_RETRIES, **DB_RETRY)
 def remove_deleted(self: Task, album_id: str, payload: dict[str, Any], uploaded_by: str | None = None) -> None:
     """A ``delete`` notification: mark the album's images with those public ids deleted."""
     resources = payload.get("resources") or []
@@ -198,7 +201,7 @@ def remove_deleted(self: Task, album_id: str, payload: dict[str, Any], uploaded_
         request_recount(album_id)
 
 
-@app.task(name="album.record_eager", bind=True)
+@app.task(name="album.record_eager", bind=True, max_retries=MAX_RETRIES, **DB_RETRY)
 def record_eager(self: Task, album_id: str, payload: dict[str, Any], uploaded_by: str | None = None) -> None:
     """An ``eager`` notification: the derived images exist; store their signed URLs."""
     public_id = payload.get("public_id")
@@ -217,6 +220,15 @@ def record_eager(self: Task, album_id: str, payload: dict[str, Any], uploaded_by
             thumb["width"], thumb["height"],
         )
     request_recount(album_id)
+
+
+@app.task(name="album.reconcile_active", bind=True)
+def reconcile_active(self: Task) -> None:
+    """Beat: reconcile the albums whose upload form went out recently, so a photo whose webhook
+    was lost arrives even when its client never says upload_done again."""
+    settings = get_settings()
+    for album_id in active_albums.since(settings.active_album_window):
+        request_reconcile(album_id, delay=0)
 
 
 @app.task(name="album.sweep_stuck", bind=True)

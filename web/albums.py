@@ -10,7 +10,10 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from sqlalchemy import select
 
+import redis.exceptions
+
 from common import cloudinary_client, db, pipeline
+from common.coordination import active_albums
 from common.config import Settings
 from common.enqueue import request_reconcile, request_recount, send, send_reprocess, task
 from common.models import Album, Image, utcnow
@@ -55,7 +58,13 @@ def _require_empty_or_form_body() -> None:
 @album_access()
 def show(album_id: str) -> Response:
     album = load_album(album_id)
-    return jsonify(album_json(album, _form_for(album)))
+    form = _form_for(album)
+    if form is not None:
+        try:
+            active_albums.touch(album_id)  # the beat reconciles it for a while (lost webhooks)
+        except redis.exceptions.RedisError:
+            pass  # best effort: reading an album does not need Redis otherwise
+    return jsonify(album_json(album, form))
 
 
 @bp.post("/<album_id>/upload_done")
@@ -68,6 +77,7 @@ def upload_done(album_id: str) -> Response:
     body = album_json(album, _form_for(album))
     request_recount(album_id)
     request_reconcile(album_id)
+    active_albums.touch(album_id)
     return jsonify(body)
 
 
