@@ -175,3 +175,38 @@ def test_a_burst_of_200_uploads_counts_exactly_with_few_recounts(stack: Stack, a
     # Each recount run logs one line with the album id and the count it found.
     recounts = stack.worker_log_lines(f'"album_id": "{album}", "images_count"')
     assert 0 < recounts < n // 4, recounts
+
+
+def test_the_request_id_follows_upload_done_into_its_tasks_logs(stack: Stack, album: str) -> None:
+    request_id = f"e2e-trace-{album}"
+    response = stack.api("POST", f"/api/v1/albums/{album}/upload_done", album, headers={"X-Request-Id": request_id})
+    assert response.headers["X-Request-Id"] == request_id
+    # The recount it scheduled logs a structured line carrying the same request id.
+    wait_for(lambda: stack.worker_log_lines(f'"request_id": "{request_id}", "album_id": "{album}", "images_count"'), 30,
+             what="the recount's log line with the request id")
+
+
+def test_delete_and_reprocess(stack: Stack, album: str) -> None:
+    form = stack.upload_done(album)["upload_form"]
+    uploads = [stack.upload(form, photo) for photo in PHOTOS[:2]]
+    images = stack.wait_all_ready(album, 2)
+    before = stack.emulator.stats()
+
+    # manage: delete one photo; it leaves the album at once, and Cloudinary's copy goes in a task.
+    victim = next(i for i in images if i["public_id"] == uploads[0]["public_id"])
+    response = stack.api("DELETE", f"/api/v1/albums/{album}/images/{victim['id']}", album)
+    assert response.status_code == 202
+    assert [i["public_id"] for i in stack.images(album)] == [uploads[1]["public_id"]]
+    wait_for(lambda: stack.emulator.stats()["calls"]["destroy"] > before["calls"]["destroy"], 30, what="the destroy")
+    wait_for(lambda: stack.album(album)["images_count"] == 1, 30, what="the recount after delete")
+    reader = stack.token(album, ("read",))
+    refused = requests.delete(f"{stack.web_url}/api/v1/albums/{album}/images/{victim['id']}",
+                              headers={"Authorization": f"Bearer {reader}"}, timeout=10)
+    assert refused.status_code == 403
+
+    # manage: reprocess everything; the metadata comes from the Admin API this time.
+    response = stack.api("POST", f"/api/v1/albums/{album}/reprocess", album, json={"mode": "all"})
+    assert response.status_code == 202 and response.json()["images"] == 1
+    wait_for(lambda: stack.emulator.stats()["calls"]["admin_resource"] > before["calls"]["admin_resource"], 30,
+             what="the Admin API resource call")
+    assert stack.wait_all_ready(album, 1)[0]["status"] == "ready"
