@@ -77,7 +77,13 @@ class Settings:
         return replace(self, **changes)
 
     def check(self) -> None:
-        """Refuse to run production on development defaults."""
+        """Refuse settings that cannot work, and production on development defaults."""
+        if self.rate_limit_max_wait >= self.broker_visibility_timeout:
+            # A task waiting longer than the visibility timeout would be redelivered meanwhile.
+            raise ConfigError(
+                f"RATE_LIMIT_MAX_WAIT ({self.rate_limit_max_wait}s) must stay below "
+                f"BROKER_VISIBILITY_TIMEOUT ({self.broker_visibility_timeout}s)"
+            )
         if not self.production:
             return
         if not self.jwt_secret or self.jwt_secret == DEV_JWT_SECRET or len(self.jwt_secret) < 32:

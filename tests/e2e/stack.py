@@ -76,6 +76,7 @@ class Stack:
             "CLOUDINARY_URL": self.emulator.cloudinary_url,
             "PUBLIC_URL": self.web_url,
             "BROKER_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
+            "RATE_LIMIT_MAX_WAIT": str(VISIBILITY_TIMEOUT // 2),
             # The budget tests give the emulator a budget of a few calls: keep only one back.
             "ADMIN_BUDGET_RESERVE": "1",
             "PYTHONPATH": str(ROOT),

@@ -210,3 +210,18 @@ def test_delete_and_reprocess(stack: Stack, album: str) -> None:
     wait_for(lambda: stack.emulator.stats()["calls"]["admin_resource"] > before["calls"]["admin_resource"], 30,
              what="the Admin API resource call")
     assert stack.wait_all_ready(album, 1)[0]["status"] == "ready"
+
+
+def test_upload_done_recount_on_a_real_worker_fixes_a_stale_count(stack: Stack, album: str) -> None:
+    """upload_done enqueues the album's recount; a real worker recounts from the database."""
+    from common import db
+    from common.models import Album, Image
+
+    with db.session_scope() as session:
+        for i in range(3):
+            session.add(Image(album_id=album, public_id=f"{album}/stale-{i}", metadata_status="done",
+                              thumbnails_status="done", thumbnail_url=f"http://example.invalid/{i}.jpg"))
+        session.get(Album, album).images_count = 0  # stale
+    assert stack.upload_done(album)["images_count"] == 0  # answered at once, before the worker ran
+    body = wait_for(lambda: (b := stack.album(album))["images_count"] == 3 and b, 30, what="the recount")
+    assert [t["public_id"] for t in body["thumbnails"]] == [f"{album}/stale-{i}" for i in (2, 1, 0)]

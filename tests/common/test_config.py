@@ -1,0 +1,41 @@
+"""Settings from the environment, and the refusals that keep a bad deployment from starting."""
+from __future__ import annotations
+
+import pytest
+
+from common.config import DEV_JWT_SECRET, ConfigError, load_settings
+
+PROD = {"APP_ENV": "production", "JWT_SECRET": "x" * 48, "CLOUDINARY_URL": "cloudinary://k:s@cloud"}
+
+
+def test_defaults_and_fallbacks():
+    settings = load_settings({"REDIS_URL": "redis://r:6379/3", "PUBLIC_URL": "https://api.example.org/"})
+    assert settings.broker_url == "redis://r:6379/3"  # CELERY_BROKER_URL falls back to REDIS_URL
+    assert settings.public_url == "https://api.example.org"
+    assert (settings.token_ttl, settings.upload_form_ttl) == (14400, 604800)
+    assert settings.database_url.startswith("sqlite:///") and settings.database_url.endswith("var/album.db")
+    assert load_settings({"CELERY_BROKER_URL": "redis://b/0", "REDIS_URL": "redis://r/0"}).broker_url == "redis://b/0"
+
+
+def test_production_starts_with_real_secrets():
+    assert load_settings(PROD).production
+
+
+@pytest.mark.parametrize("change", [{"JWT_SECRET": ""}, {"JWT_SECRET": DEV_JWT_SECRET}, {"JWT_SECRET": "short"}, {"CLOUDINARY_URL": ""}])
+def test_production_refuses_development_secrets_with_a_clear_message(change):
+    with pytest.raises(ConfigError, match="APP_ENV=production needs"):
+        load_settings({**PROD, **change})
+
+
+def test_create_app_refuses_too(settings):
+    from web import create_app
+
+    with pytest.raises(ConfigError):
+        create_app(settings.with_overrides(env="production", jwt_secret=DEV_JWT_SECRET))
+
+
+def test_bad_numbers_and_waits_longer_than_the_visibility_timeout_are_refused():
+    with pytest.raises(ConfigError, match="TOKEN_TTL"):
+        load_settings({"TOKEN_TTL": "four hours"})
+    with pytest.raises(ConfigError, match="BROKER_VISIBILITY_TIMEOUT"):
+        load_settings({"BROKER_VISIBILITY_TIMEOUT": "600", "RATE_LIMIT_MAX_WAIT": "900"})
