@@ -65,12 +65,13 @@ _ASSETS = {
     "favicon-16x16.png": "swagger",
 }
 
-#: Swagger UI sets inline ``style`` attributes and draws its icons as ``data:`` SVGs; it needs no
-#: inline script and no eval. It fetches only this app's document (and "Try it out" calls this API).
+#: Swagger UI draws its icons as ``data:`` SVGs; it needs no inline script or style and no eval
+#: (tests/web/test_openapi.py renders it in Chromium and fails on any CSP violation). It fetches
+#: only this app's document (and "Try it out" calls this API).
 DOCS_CSP = "; ".join([
     "default-src 'none'",
     "script-src 'self'",
-    "style-src 'self' 'unsafe-inline'",
+    "style-src 'self'",
     "img-src 'self' data:",
     "connect-src 'self'",
     "font-src 'self'",
@@ -278,6 +279,8 @@ def install_response_validation(app: Flask) -> None:
     from flask import request_finished
 
     checker()  # load and parse now: a broken document fails app creation, not a request
+    logger.info("checking every response against %s; violations go to %s", SPEC_PATH.name,
+                os.environ.get("OPENAPI_VIOLATIONS_FILE") or "the log")
 
     def validate(sender: Flask, response: Response, **_: Any) -> None:
         rule = request.url_rule.rule if request.url_rule is not None else None

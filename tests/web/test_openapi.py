@@ -302,3 +302,54 @@ def test_a_reprocess_body_is_checked_even_when_the_query_decides(client, seed_al
     url = f"/api/v1/albums/{SEED_ALBUM}/reprocess?mode=all"
     assert client.post(url, headers=session("manage"), json={"mode": {}}).status_code == 400
     assert client.post(url, headers=session("manage"), json={"mode": "missing"}).get_json()["mode"] == "all"
+
+
+def test_the_reference_page_renders_in_chromium_with_no_csp_violation_and_no_outside_request(app):
+    """The CSP is set for Swagger UI's real needs: render the page in headless Chromium (Debian's
+    package, as the upload page's browser test) and watch the console and every request."""
+    import os
+    import threading
+    from pathlib import Path
+
+    from werkzeug.serving import make_server
+
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+            pytest.fail("chromium not installed: apt-get install chromium")
+        pytest.skip("chromium not installed: apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    origin = f"http://127.0.0.1:{server.server_port}"
+    problems: list[str] = []
+    requested: list[str] = []
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(chromium), headless=True,
+                                         args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                                               "--disable-background-networking", "--disable-component-update"])
+            try:
+                page = browser.new_page()
+                page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+                page.on("pageerror", lambda exc: problems.append(str(exc)))
+                page.on("request", lambda req: requested.append(req.url))
+                page.goto(origin + "/api/docs")
+                page.wait_for_selector(".opblock", timeout=20_000)
+                operations = page.locator(".opblock").count()
+                # Open the seed's operation: its example, schemas and syntax highlighting render too.
+                page.locator("#operations-albums-uploadDone .opblock-summary").click()
+                page.wait_for_selector("#operations-albums-uploadDone .highlight-code, #operations-albums-uploadDone .microlight",
+                                       timeout=10_000)
+                page.locator(".models-control, .models h4").first.click()
+                page.wait_for_timeout(500)
+                title = page.locator(".info .title").inner_text()
+            finally:
+                browser.close()
+    finally:
+        server.shutdown()
+    assert problems == []
+    assert operations == 14  # every documented operation is on the page
+    assert "Album upload pipeline API" in title
+    assert requested and all(url.startswith(origin) or url.startswith("data:") for url in requested), requested
