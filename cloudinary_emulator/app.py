@@ -391,15 +391,21 @@ def handle_upload() -> dict[str, Any]:
     return body
 
 
-def handle_explicit() -> dict[str, Any]:
-    st = state()
+def signed_asset_request() -> tuple[dict[str, Any], str, str]:
+    """The params, type and public_id of a signed call on one existing asset (explicit, destroy)."""
     params, _ = upload_params()
     authenticate_upload(params)
     public_id = params.get("public_id")
     if not public_id:
         raise CloudinaryError(400, "Missing required parameter - public_id")
     type_ = validate_type(str(params.get("type") or "upload"))
-    asset = st.storage.get(type_, validate_public_id(str(public_id)))
+    return params, type_, validate_public_id(str(public_id))
+
+
+def handle_explicit() -> dict[str, Any]:
+    st = state()
+    params, type_, public_id = signed_asset_request()
+    asset = st.storage.get(type_, public_id)
     if asset is None:
         raise CloudinaryError(404, f"Resource not found - {public_id}")
     eager = parse_eager_param(params)
@@ -415,13 +421,8 @@ def handle_explicit() -> dict[str, Any]:
 
 def handle_destroy() -> dict[str, Any]:
     st = state()
-    params, _ = upload_params()
-    authenticate_upload(params)
-    public_id = params.get("public_id")
-    if not public_id:
-        raise CloudinaryError(400, "Missing required parameter - public_id")
-    type_ = validate_type(str(params.get("type") or "upload"))
-    found = st.storage.delete(type_, validate_public_id(str(public_id)))
+    _, type_, public_id = signed_asset_request()
+    found = st.storage.delete(type_, public_id)
     return {"result": "ok" if found else "not found"}
 
 
