@@ -225,3 +225,27 @@ def test_upload_done_recount_on_a_real_worker_fixes_a_stale_count(stack: Stack, 
     assert stack.upload_done(album)["images_count"] == 0  # answered at once, before the worker ran
     body = wait_for(lambda: (b := stack.album(album))["images_count"] == 3 and b, 30, what="the recount")
     assert [t["public_id"] for t in body["thumbnails"]] == [f"{album}/stale-{i}" for i in (2, 1, 0)]
+
+
+def test_a_redis_restarted_empty_loses_no_photo(stack: Stack, album: str, redis_url: str) -> None:
+    """Webhooks were acknowledged and their ingest tasks queued, then Redis came back empty (no
+    persistence): the queue forgot them, reconciliation on upload_done does not."""
+    import redis
+
+    for proc in list(stack.workers):
+        stack.stop_worker(proc)
+    try:
+        form = stack.upload_done(album)["upload_form"]
+        before = stack.emulator.stats()["notifications"]["sent"]
+        uploads = [stack.upload(form, photo) for photo in PHOTOS[:3]]
+        wait_for(lambda: stack.emulator.stats()["notifications"]["sent"] - before >= 3, 30, what="the webhooks")
+        r = redis.Redis.from_url(redis_url)
+        assert r.llen("fast") >= 3  # acknowledged, queued, not yet run
+        r.flushdb()  # what a restart without persistence leaves
+    finally:
+        stack.start_worker("after-restart")
+    assert stack.images(album) == []
+    stack.upload_done(album)
+    images = stack.wait_all_ready(album, 3)
+    assert sorted(i["public_id"] for i in images) == sorted(u["public_id"] for u in uploads)
+    assert all(i["status"] == "ready" for i in images)
