@@ -39,6 +39,8 @@ os.environ.update(
         "PUBLIC_URL": "http://127.0.0.1:5001",
         "RECOUNT_DEBOUNCE": "0.3",
         "RECONCILE_COALESCE": "1",
+        # Every response the suite receives is checked against web/openapi.yaml (tests/openapi_contract.py).
+        "OPENAPI_VALIDATE_RESPONSES": "1",
     }
 )
 
@@ -46,6 +48,8 @@ from common import db  # noqa: E402
 from common.config import get_settings  # noqa: E402
 from common.migrate import upgrade  # noqa: E402
 from common.models import Album, Base, Image, Organization  # noqa: E402
+
+pytest_plugins = ["tests.openapi_contract"]
 
 FIXTURES = ROOT / "tests" / "fixtures" / "photos"
 SEED_ORG = "232678ca-60c7-4bae-a9b2-88e55d4aecdc"
