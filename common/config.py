@@ -1,7 +1,8 @@
 """Settings read from the environment once, into one typed object.
 
-Everything that varies between a laptop, CI and production lives here; nothing else in the
-code reads ``os.environ`` (the Celery settings in ``celeryconfig.py`` take theirs from here too).
+Everything that varies between a laptop, CI and production lives here (the Celery settings in
+``celeryconfig.py`` take theirs from here too); only test-time switches such as
+``OPENAPI_VALIDATE_RESPONSES`` are read where they act.
 """
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     cloudinary_client.ensure_configured(settings)
     app.config["CLOUDINARY_SIGNATURE_ALGORITHM"] = cloudinary_client.signature_algorithm()
 
-    from web import albums, cli, errors, headers, health, upload_test, webhook
+    from web import albums, cli, errors, headers, health, openapi, upload_test, webhook
 
     headers.install(app)
 
@@ -43,9 +43,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(webhook.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(upload_test.bp)
-    from web import openapi  # the API contract: document, reference page, test-time response checks
-
-    app.register_blueprint(openapi.bp)
-    openapi.install_response_validation(app)
+    app.register_blueprint(openapi.bp)  # the API contract and its reference page
+    openapi.install_response_validation(app)  # only when OPENAPI_VALIDATE_RESPONSES=1 (tests)
     cli.register(app)
     return app

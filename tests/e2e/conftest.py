@@ -11,7 +11,9 @@ from tests.e2e.stack import Stack, free_port, wait_for
 __all__ = ["Stack", "free_port", "wait_for"]
 
 
-@pytest.fixture(scope="session")
+# Package scope: the workers stop when tests/e2e is done, so they never pick up what the
+# in-process tests elsewhere publish.
+@pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     running = Stack(tmp_path_factory.mktemp("stack"), TEST_JWT_SECRET)
     try:
