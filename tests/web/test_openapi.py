@@ -14,31 +14,11 @@ from openapi_spec_validator import validate
 
 from common import tokens
 from tests.conftest import SEED_ALBUM, SEED_ORG, SEED_USER, TEST_JWT_SECRET, row_counts
+from tests.seed import SEED_RESPONSE_HEADERS
 from web import create_app, openapi
 
-SEED_TOKEN = (
-    "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJleHAiOjE1NTQ3NTk1MjUsImlhdCI6MTU1NDc0NTEyNSwidXNlcl9pZCI6ImJjYTVlYTEwLTZlMDYt"
-    "NDZiYi1hMTYwLWQ1ZmI2NjlhMjc3NCIsImFiaWxpdGllcyI6eyIwMDEwMDAwMDEyM0JCMjUiOnsiQWNjZXNzIjp7ImltYWdlX3VwbG9hZCI6dHJ1ZX19fX0."
-    "guKk5l1ISUrpcWz2Q4VI4RDBqgP8oJ6TukHMmE1X9IM"
-)
 #: The seed's response headers (SEED-album-api.md), less Content-Length.
-SEED_HEADERS = {
-    "Cache-Control": "no-cache, no-store",
-    "Pragma": "no-cache",
-    "Expires": "Fri, 01 Jan 1990 00:00:00 GMT",
-    "Content-Type": "application/json; charset=utf-8",
-    "X-token": SEED_TOKEN,
-    "Vary": "Accept-Encoding",
-    "P3P": 'CP="NOI ADM DEV PSAi COM NAV OUR OTRo STP IND DEM"',
-    "X-Request-Id": "56d3bf60-90bf-4436-bb4d-fc77b589cb26",
-    "X-Runtime": "0.026387",
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "X-XSS-Protection": "1; mode=block",
-    "X-Download-Options": "noopen",
-    "X-Permitted-Cross-Domain-Policies": "none",
-    "Referrer-Policy": "origin-when-cross-origin, strict-origin-when-cross-origin",
-}
+SEED_HEADERS = {k: v for k, v in SEED_RESPONSE_HEADERS.items() if k != "Content-Length"}
 UPLOAD_DONE = "/api/v1/albums/{album_id}/upload_done"
 
 
