@@ -23,5 +23,6 @@ run: install
 test: install
 	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
 
-clean:
+clean:  # stops the private Redis that `make run` left running, and forgets all local state
+	@test -f var/redis/redis.pid && kill $$(cat var/redis/redis.pid) 2>/dev/null || true
 	rm -rf var

@@ -122,3 +122,24 @@ def test_delete_and_eager_notifications_reach_their_tasks(client, seed_album, pu
         body = json.dumps({"notification_type": kind, "public_id": "p1", "resources": [{"public_id": "p1"}]}).encode()
         assert post(client, body, signed(body)).status_code == 200
         assert published[-1] == task
+
+
+def test_the_acknowledgement_touches_no_database(client, seed_album, published):
+    """The hot path verifies and enqueues; the worker does the writing (and the reading)."""
+    from sqlalchemy import event
+
+    from common import db
+
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    engine = db.get_engine()
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        body = upload_body()
+        assert post(client, body, signed(body)).status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert statements == [] and published == ["album.ingest"]
