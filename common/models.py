@@ -79,6 +79,8 @@ class Image(Base):
     source: Mapped[str] = mapped_column(String(16), default="webhook")
     uploaded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: When Cloudinary confirmed the deleted image's asset gone (the sweep retries until then).
+    destroyed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 

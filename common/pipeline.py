@@ -193,6 +193,18 @@ def stuck_images(session: Session, older_than: timedelta, limit: int = 500) -> l
     ).all())
 
 
+def undestroyed_images(session: Session, older_than: timedelta, limit: int = 500) -> list[int]:
+    """Deleted images whose Cloudinary destroy has not succeeded for ``older_than``; retried
+    until it does (a destroy is idempotent: Cloudinary answers "not found" the second time)."""
+    cutoff = datetime.now(timezone.utc) - older_than
+    return list(session.scalars(
+        select(Image.id)
+        .where(Image.deleted_at.is_not(None), Image.destroyed_at.is_(None), Image.deleted_at < cutoff)
+        .order_by(Image.deleted_at)
+        .limit(limit)
+    ).all())
+
+
 def status_counts(session: Session, album_id: str) -> dict[str, int]:
     counts = {"received": 0, "processing": 0, "ready": 0, "failed": 0}
     images = session.scalars(select(Image).where(Image.album_id == album_id, Image.deleted_at.is_(None))).all()

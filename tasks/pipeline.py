@@ -187,7 +187,13 @@ def destroy_image(self: Task, image_id: int) -> None:
     try:
         cloudinary_client.destroy(public_id, asset_type)
     except cloudinary_client.TRANSIENT_ERRORS as exc:
+        if self.request.retries >= MAX_RETRIES:
+            return  # the beat sweep tries again later: destroyed_at is still empty
         raise self.retry(countdown=_backoff(self.request.retries), exc=exc)
+    with db.session_scope() as session:
+        image = session.get(Image, image_id)
+        if image is not None:
+            image.destroyed_at = utcnow()
 
 
 @app.task(name="album.remove_deleted", bind=True, max_retries=MAX_RETRIES, **DB_RETRY)
@@ -234,7 +240,8 @@ def reconcile_active(self: Task) -> None:
 @app.task(name="album.sweep_stuck", bind=True)
 def sweep_stuck(self: Task) -> None:
     """Beat, every minute: re-enqueue images stuck in a stage (their message was lost, e.g. a
-    Redis restart); after a few sweeps the stage fails with its error kept — never forever."""
+    Redis restart); after a few sweeps the stage fails with its error kept — never forever.
+    Deleted images whose Cloudinary asset is not confirmed gone get their destroy again."""
     settings = get_settings()
     requeue: list[Any] = []
     albums: set[str] = set()
@@ -252,6 +259,8 @@ def sweep_stuck(self: Task) -> None:
                 requeue.append(fetch_metadata.s(image.id))
             if image.thumbnails_status == STAGE_PENDING:
                 requeue.append(generate_thumbnails.s(image.id))
+        for image_id in pipeline.undestroyed_images(session, timedelta(seconds=settings.stuck_after)):
+            requeue.append(destroy_image.s(image_id))
     send(*requeue)
     for album_id in albums:
         request_recount(album_id)

@@ -198,6 +198,15 @@ def test_delete_and_reprocess(stack: Stack, album: str) -> None:
     assert response.status_code == 202
     assert [i["public_id"] for i in stack.images(album)] == [uploads[1]["public_id"]]
     wait_for(lambda: stack.emulator.stats()["calls"]["destroy"] > before["calls"]["destroy"], 30, what="the destroy")
+
+    def destroyed() -> bool:
+        from common import db
+        from common.models import Image
+
+        with db.session_scope() as session:
+            return session.get(Image, victim["id"]).destroyed_at is not None
+
+    wait_for(destroyed, 30, what="the destroy to be recorded")
     wait_for(lambda: stack.album(album)["images_count"] == 1, 30, what="the recount after delete")
     reader = stack.token(album, ("read",))
     refused = requests.delete(f"{stack.web_url}/api/v1/albums/{album}/images/{victim['id']}",

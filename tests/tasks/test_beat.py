@@ -59,3 +59,17 @@ def test_albums_with_forms_out_are_reconciled_by_the_beat(seed_album, published)
     active_albums.touch(SEED_ALBUM)
     reconcile_active.run()
     assert ("album.reconcile", (SEED_ALBUM,)) in published
+
+
+def test_a_failed_cloudinary_destroy_is_retried_by_the_sweep(seed_album, published):
+    with db.session_scope() as session:
+        gone = Image(album_id=SEED_ALBUM, public_id="gone", metadata_status="done", thumbnails_status="done",
+                     deleted_at=utcnow() - timedelta(hours=1))
+        done = Image(album_id=SEED_ALBUM, public_id="done", metadata_status="done", thumbnails_status="done",
+                     deleted_at=utcnow() - timedelta(hours=1), destroyed_at=utcnow())
+        session.add_all([gone, done])
+        session.flush()
+        gone_id, done_id = gone.id, done.id
+    sweep_stuck.run()
+    destroys = [args for name, args in published if name == "album.destroy_image"]
+    assert destroys == [(gone_id,)]
