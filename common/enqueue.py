@@ -7,6 +7,7 @@ its sender has not committed yet. A broker that cannot take the message within a
 from __future__ import annotations
 
 import socket
+from functools import lru_cache
 from typing import Any
 
 import redis.exceptions
@@ -24,13 +25,21 @@ class BrokerUnavailable(RuntimeError):
 _BROKER_ERRORS = (OperationalError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, socket.timeout, ConnectionError, TimeoutError)
 
 
+@lru_cache(maxsize=64)
+def _queue_for(name: str) -> str:
+    """The queue ``celeryconfig.task_routes`` gives a task (routes are fixed at start)."""
+    from worker.app import app
+
+    return app.amqp.router.route({}, name)["queue"].name
+
+
 def publish_fast(name: str, args: tuple[Any, ...], argsrepr: str) -> None:
     """The hot path's publish (the webhook): one Redis round trip (``common.fast_publish``),
     falling back to Celery's own publish for a broker other than Redis."""
     from common.fast_publish import publisher_for
     from worker.app import app
 
-    queue = app.amqp.router.route({}, name)["queue"].name
+    queue = _queue_for(name)
     publisher = publisher_for(get_settings().broker_url)
     try:
         if publisher is None:

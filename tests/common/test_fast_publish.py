@@ -50,3 +50,10 @@ def test_the_sent_event_goes_to_celerys_event_topic(redis_url):
     event = json.loads(base64.b64decode(json.loads(message["data"])["body"]))
     assert event["type"] == "task-sent" and event["uuid"] == task_id and event["name"] == "album.ingest"
     sub.close()
+
+
+def test_only_a_redis_broker_gets_the_fast_path(redis_url):
+    from common.fast_publish import publisher_for
+
+    assert publisher_for("amqp://guest@127.0.0.1//") is None  # other brokers: Celery's send_task
+    assert isinstance(publisher_for(redis_url), RedisTaskPublisher)
