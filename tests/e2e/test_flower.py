@@ -86,6 +86,8 @@ def test_flower_lists_the_worker_and_an_upload_task(stack: Any, flower: Flower, 
     assert task["state"] == "SUCCESS"
     assert task["worker"] in workers
     assert uploaded["public_id"] in task["args"]
+    # The webhook's publish also sent the task-sent event (task_send_sent_event): Flower saw it.
+    assert task["sent"] and task["received"] and task["sent"] <= task["received"]
     # The pipeline the ingest started is visible too (the I/O-queue stages).
     stack.wait_all_ready(album, 1)
     names = {t["name"] for t in flower.get("/api/tasks").values()}
