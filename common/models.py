@@ -50,6 +50,20 @@ STAGE_DONE = "done"
 STAGE_FAILED = "failed"
 
 
+def image_status(metadata_status: str, thumbnails_status: str, deleted: bool = False) -> str:
+    """The image's one-word status from its stages (shared by the model and the album counts)."""
+    if deleted:
+        return "deleted"
+    stages = (metadata_status, thumbnails_status)
+    if STAGE_FAILED in stages:
+        return "failed"
+    if all(s == STAGE_DONE for s in stages):
+        return "ready"
+    if all(s == STAGE_PENDING for s in stages):
+        return "received"
+    return "processing"
+
+
 class Image(Base):
     __tablename__ = "images"
     __table_args__ = (Index("ix_images_album_created", "album_id", "created_at", "id"),)
@@ -87,13 +101,4 @@ class Image(Base):
     @property
     def status(self) -> str:
         """One word for the image: received, processing, ready, failed or deleted."""
-        if self.deleted_at is not None:
-            return "deleted"
-        stages = (self.metadata_status, self.thumbnails_status)
-        if STAGE_FAILED in stages:
-            return "failed"
-        if all(s == STAGE_DONE for s in stages):
-            return "ready"
-        if all(s == STAGE_PENDING for s in stages):
-            return "received"
-        return "processing"
+        return image_status(self.metadata_status, self.thumbnails_status, self.deleted_at is not None)

@@ -13,7 +13,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from common.models import STAGE_DONE, STAGE_FAILED, STAGE_PENDING, Album, Image, utcnow
+from common.models import STAGE_DONE, STAGE_FAILED, STAGE_PENDING, Album, Image, image_status, utcnow
 
 #: Keys the signed upload form asks Cloudinary to put in every upload notification.
 ANALYSIS_KEYS = ("faces", "colors", "phash")
@@ -206,10 +206,17 @@ def undestroyed_images(session: Session, older_than: timedelta, limit: int = 500
 
 
 def status_counts(session: Session, album_id: str) -> dict[str, int]:
+    """Images per status. One GROUP BY over the stage pairs: the upload page polls this every
+    second, so it must not load every row of a large album."""
     counts = {"received": 0, "processing": 0, "ready": 0, "failed": 0}
-    images = session.scalars(select(Image).where(Image.album_id == album_id, Image.deleted_at.is_(None))).all()
-    for image in images:
-        counts[image.status] = counts.get(image.status, 0) + 1
+    rows = session.execute(
+        select(Image.metadata_status, Image.thumbnails_status, func.count())
+        .where(Image.album_id == album_id, Image.deleted_at.is_(None))
+        .group_by(Image.metadata_status, Image.thumbnails_status)
+    ).all()
+    for metadata_status, thumbnails_status, n in rows:
+        status = image_status(metadata_status, thumbnails_status)
+        counts[status] = counts.get(status, 0) + n
     return counts
 
 

@@ -64,15 +64,29 @@ def ingest(self: Task, album_id: str, resource: dict[str, Any], uploaded_by: str
 def _rate_limited(task: Task, exc: cloudinary_client.RateLimitedError, image_id: int | None = None, stage: str | None = None) -> None:
     kwargs = dict(task.request.kwargs or {})
     waits = int(kwargs.get("rate_limit_waits", 0))
-    if waits >= MAX_RATE_LIMIT_WAITS and image_id is not None and stage is not None:
-        with db.session_scope() as session:
-            pipeline.mark_failed(session, image_id, stage, "Cloudinary Admin API rate limit did not reset in time")
+    if waits >= MAX_RATE_LIMIT_WAITS:
+        # Bounded like every retry: the image's stage fails with the reason; a reconcile gives
+        # up (the next upload_done or the beat's reconcile_active lists the album again).
+        log(logger, logging.WARNING, "gave up waiting for the Admin API budget", task=task.name, waits=waits)
+        if image_id is not None and stage is not None:
+            with db.session_scope() as session:
+                pipeline.mark_failed(session, image_id, stage, "Cloudinary Admin API rate limit did not reset in time")
         return
     countdown = min(exc.wait + 1, get_settings().rate_limit_max_wait)
     log(logger, logging.INFO, "waiting for the Admin API budget", seconds=round(countdown, 1), task=task.name)
     # Waiting is not failing: these retries don't spend the task's MAX_RETRIES.
     kwargs["rate_limit_waits"] = waits + 1
     raise task.retry(kwargs=kwargs, countdown=countdown, max_retries=None, exc=exc)
+
+
+def _retry_or_fail(task: Task, exc: BaseException, image_id: int, stage: str, failures: int) -> None:
+    """A transient Cloudinary failure: retry with backoff, and after the last one mark the
+    image's stage failed with the error kept."""
+    if failures >= MAX_RETRIES:
+        with db.session_scope() as session:
+            pipeline.mark_failed(session, image_id, stage, str(exc))
+        return
+    raise task.retry(countdown=_backoff(failures), max_retries=None, exc=exc)
 
 
 @app.task(name="album.fetch_metadata", bind=True, max_retries=MAX_RETRIES, **DB_RETRY)
@@ -93,12 +107,7 @@ def fetch_metadata(self: Task, image_id: int, rate_limit_waits: int = 0) -> None
             pipeline.mark_failed(session, image_id, "metadata", "not found on Cloudinary")
         return
     except cloudinary_client.TRANSIENT_ERRORS as exc:
-        failures = self.request.retries - rate_limit_waits
-        if failures >= MAX_RETRIES:
-            with db.session_scope() as session:
-                pipeline.mark_failed(session, image_id, "metadata", str(exc))
-            return
-        raise self.retry(countdown=_backoff(failures), max_retries=None, exc=exc)
+        return _retry_or_fail(self, exc, image_id, "metadata", failures=self.request.retries - rate_limit_waits)
     with db.session_scope() as session:
         image = pipeline.store_metadata(session, image_id, resource)
         album_id = image.album_id if image else None
@@ -122,11 +131,7 @@ def generate_thumbnails(self: Task, image_id: int) -> None:
             pipeline.mark_failed(session, image_id, "thumbnails", "not found on Cloudinary")
         return
     except cloudinary_client.TRANSIENT_ERRORS as exc:
-        if self.request.retries >= MAX_RETRIES:
-            with db.session_scope() as session:
-                pipeline.mark_failed(session, image_id, "thumbnails", str(exc))
-            return
-        raise self.retry(countdown=_backoff(self.request.retries), exc=exc)
+        return _retry_or_fail(self, exc, image_id, "thumbnails", failures=self.request.retries)
     with db.session_scope() as session:
         pipeline.store_thumbnails(session, image_id, thumb.url, preview.url, thumb.width, thumb.height)
     request_recount(album_id)

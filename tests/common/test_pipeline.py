@@ -82,3 +82,17 @@ def test_reprocess_missing_leaves_finished_images_alone(seed_album):
     with db.session_scope() as session:
         todo = pipeline.reset_for_reprocess(session, SEED_ALBUM, "missing")
     assert [(m, t) for _, m, t in todo] == [(False, True)]
+
+
+def test_status_counts_group_the_stages_like_each_image_status(seed_album):
+    stages = [("pending", "pending"), ("done", "pending"), ("done", "done"), ("done", "done"), ("failed", "done")]
+    with db.session_scope() as session:
+        for i, (meta, thumbs) in enumerate(stages):
+            session.add(Image(album_id=SEED_ALBUM, public_id=f"s{i}", metadata_status=meta, thumbnails_status=thumbs))
+        session.add(Image(album_id=SEED_ALBUM, public_id="gone", metadata_status="done", thumbnails_status="done",
+                          deleted_at=pipeline.utcnow()))
+    with db.session_scope() as session:
+        counts = pipeline.status_counts(session, SEED_ALBUM)
+        statuses = [img.status for img in session.query(Image).filter(Image.deleted_at.is_(None))]
+    assert counts == {"received": 1, "processing": 1, "ready": 2, "failed": 1}
+    assert counts == {s: statuses.count(s) for s in counts}
