@@ -51,26 +51,31 @@ worker_send_task_events = True
 task_send_sent_event = True
 
 task_default_queue = "fast"
+# Direct queues: Celery publishes to them through the nameless exchange, straight onto the list
+# the queue's name names, so a Redis restarted empty (which forgets kombu's exchange bindings)
+# still routes every message.
 task_queues = (
-    Queue("fast", routing_key="fast"),  # database-only work: ingest, recount, sweeps
+    Queue("fast", routing_key="fast"),  # database-only work: ingest, recount, heal
     Queue("io", routing_key="io"),  # Cloudinary calls: many at once per process (threads pool)
 )
 task_routes = {
     "album.ingest": {"queue": "fast"},
     "album.recount": {"queue": "fast"},
-    "album.sweep_stuck": {"queue": "fast"},
-    "album.reconcile_active": {"queue": "fast"},
+    "album.heal": {"queue": "fast"},
+    "album.remove_deleted": {"queue": "fast"},
     "album.fetch_metadata": {"queue": "io"},
     "album.generate_thumbnails": {"queue": "io"},
+    "album.record_eager": {"queue": "io"},
     "album.reconcile": {"queue": "io"},
     "album.destroy_image": {"queue": "io"},
 }
 
 beat_schedule = {
-    "sweep-stuck-images": {"task": "album.sweep_stuck", "schedule": 60.0},
-    # Lost webhooks of clients that never said upload_done again: each active album's tag is
-    # listed twice an hour (one Admin API call per 500 photos).
-    "reconcile-active-albums": {"task": "album.reconcile_active", "schedule": 1800.0},
+    # Re-sends overdue stages, recounts albums whose recount was lost, reconciles albums owed
+    # one, destroys what a failed destroy left, and notices a broker that lost its messages.
+    # A heal that waited in the queue longer than its interval is dropped: the next one comes.
+    "heal": {"task": "album.heal", "schedule": _settings.heal_interval,
+             "options": {"expires": max(5.0, _settings.heal_interval)}},
 }
 
 worker_hijack_root_logger = False

@@ -7,8 +7,10 @@ notification check in constant time, and the Admin API budget.
 from __future__ import annotations
 
 import calendar
+import email.utils
 import hashlib
 import hmac
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +18,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import cloudinary
 import cloudinary.api
+import cloudinary.api_client.call_api
 import cloudinary.exceptions
 import cloudinary.uploader
 import cloudinary.utils
@@ -39,9 +42,76 @@ class RateLimitedError(Exception):
         super().__init__(f"Cloudinary Admin API rate limited for {wait:.0f}s")
         self.wait = wait
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Celery pickles a task's exception; the default would call __init__ with the message.
+        return (type(self), (self.wait,))
 
-# Errors worth a retry: Cloudinary or the network failed, not the request.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (cloudinary.exceptions.GeneralError, ConnectionError, TimeoutError)
+
+class PermanentError(Exception):
+    """Cloudinary says the request cannot succeed (not found, invalid image): don't retry."""
+
+
+class TransientError(Exception):
+    """Cloudinary or the network failed, not the request: worth retrying."""
+
+
+#: SDK errors that no retry can mend. Everything else the SDK or the network raises is
+#: transient: a 5xx, a 502 from a proxy (the Admin API raises a bare ``Exception`` for
+#: statuses it does not know), a timeout, a refused connection, wrong credentials an operator
+#: may fix, a 403 from an account limit.
+_PERMANENT = (cloudinary.exceptions.NotFound, cloudinary.exceptions.BadRequest)
+
+
+def _call(call: Any, *args: Any, **kwargs: Any) -> Any:
+    """One SDK call, its failures sorted into permanent and transient (both pickle cleanly,
+    with the reason as their message)."""
+    try:
+        return call(*args, **kwargs)
+    except _PERMANENT as exc:
+        raise PermanentError(str(exc)) from None
+    except cloudinary.exceptions.RateLimited:
+        raise
+    except Exception as exc:  # noqa: BLE001 - see _PERMANENT: the rest is worth a retry
+        raise TransientError(f"{type(exc).__name__}: {exc}"[:500]) from None
+
+
+class _RateLimitHeaders(threading.local):
+    """The rate-limit headers of this thread's last Admin API answer."""
+
+    remaining: int | None = None
+    reset_at: float | None = None
+
+
+_last_admin_answer = _RateLimitHeaders()
+
+
+class _HeaderRecordingPool:
+    """The SDK's Admin API connection pool, noting the rate-limit headers of every answer: on a
+    420 the SDK raises ``RateLimited`` and drops the headers, and the reset time in them is what
+    a wait must last (the SDK has no hook for it, hence this thin wrapper)."""
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        _last_admin_answer.remaining = _last_admin_answer.reset_at = None
+        response = self._pool.request(*args, **kwargs)
+        headers = getattr(response, "headers", None) or {}
+        reset = headers.get("x-featureratelimit-reset")
+        parsed = email.utils.parsedate_to_datetime(reset) if reset else None
+        _last_admin_answer.reset_at = parsed.timestamp() if parsed is not None else None
+        remaining = headers.get("x-featureratelimit-remaining")
+        _last_admin_answer.remaining = int(remaining) if remaining and remaining.isdigit() else None
+        return response
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
+
+
+def _install_header_recording() -> None:
+    module = cloudinary.api_client.call_api
+    if not isinstance(module._http, _HeaderRecordingPool):
+        module._http = _HeaderRecordingPool(module._http)
 
 
 def _coerce(value: str) -> Any:
@@ -67,6 +137,7 @@ def configure(url: str) -> None:
     options.update({k: _coerce(v) for k, v in parse_qsl(parts.query)})
     cloudinary.reset_config()
     cloudinary.config(**options)
+    _install_header_recording()
     _configured_url = url
 
 
@@ -143,28 +214,28 @@ def _admin_call(reserve: int, call: Any, *args: Any, **kwargs: Any) -> Any:
     if wait:
         raise RateLimitedError(wait)
     try:
-        response = call(*args, **kwargs)
+        response = _call(call, *args, **kwargs)
     except cloudinary.exceptions.RateLimited:
-        # The SDK does not expose the 420's headers; the last answer's reset time stands,
-        # else a minute's pause.
-        admin_budget.exhausted(None)
-        raise RateLimitedError(admin_budget.seconds_until_reset() or 60.0) from None
+        # The answer's headers say when the window resets (see _HeaderRecordingPool).
+        raise RateLimitedError(admin_budget.exhausted(_last_admin_answer.reset_at)) from None
+    except (PermanentError, TransientError):
+        admin_budget.release_probe()
+        raise
     _budget_from(response)
     return response
 
 
-def fetch_resource(public_id: str, asset_type: str = ASSET_TYPE) -> dict[str, Any]:
-    """Admin API: the resource with faces, colours, EXIF and pHash."""
-    response = _admin_call(
-        0, cloudinary.api.resource, public_id, type=asset_type,
-        faces=True, colors=True, image_metadata=True, phash=True,
-    )
-    return dict(response)
+def fetch_analysis(public_id: str, asset_type: str = ASSET_TYPE) -> dict[str, Any]:
+    """Faces, colours, EXIF and pHash of a stored photo, through the Upload API's ``explicit``:
+    Cloudinary documents it for data extraction on uploaded assets and does not rate-limit it,
+    unlike the Admin API's ``resource`` (a budget of a few hundred calls an hour)."""
+    return dict(_call(cloudinary.uploader.explicit, public_id, type=asset_type,
+                      faces=True, colors=True, image_metadata=True, phash=True))
 
 
-def list_by_tag(tag: str, cursor: str | None, reserve: int) -> dict[str, Any]:
-    """Admin API: one page (up to 500) of the resources with ``tag``."""
-    options: dict[str, Any] = {"max_results": 500}
+def list_by_tag(tag: str, cursor: str | None, reserve: int, direction: str = "desc") -> dict[str, Any]:
+    """Admin API: one page (up to 500) of the resources with ``tag``, newest first by default."""
+    options: dict[str, Any] = {"max_results": 500, "direction": direction}
     if cursor:
         options["next_cursor"] = cursor
     return dict(_admin_call(reserve, cloudinary.api.resources_by_tag, tag, **options))
@@ -188,7 +259,7 @@ def delivery_url(public_id: str, transformation: dict[str, Any], asset_type: str
 def generate_derived(public_id: str, asset_type: str = ASSET_TYPE) -> tuple[Derived, Derived]:
     """Upload API ``explicit`` (not rate-limited): make the thumbnail and the preview now, and
     return their signed delivery URLs (authenticated assets need signed URLs)."""
-    result = cloudinary.uploader.explicit(public_id, type=asset_type, eager=[THUMBNAIL, PREVIEW])
+    result = _call(cloudinary.uploader.explicit, public_id, type=asset_type, eager=[THUMBNAIL, PREVIEW])
     eager = result.get("eager") or []
     sizes = [(e.get("width"), e.get("height")) for e in eager]
     while len(sizes) < 2:
@@ -199,4 +270,4 @@ def generate_derived(public_id: str, asset_type: str = ASSET_TYPE) -> tuple[Deri
 
 
 def destroy(public_id: str, asset_type: str = ASSET_TYPE) -> str:
-    return cloudinary.uploader.destroy(public_id, type=asset_type, invalidate=True).get("result", "")
+    return _call(cloudinary.uploader.destroy, public_id, type=asset_type, invalidate=True).get("result", "")

@@ -27,14 +27,25 @@ class ConfigError(RuntimeError):
     """The environment cannot run the app; the message says what to set."""
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _number(env: Mapping[str, str], name: str, default: Any) -> Any:
+    """``env[name]`` as a number of the default's type (int or float), else the default."""
     raw = env.get(name)
     if raw in (None, ""):
         return default
+    kind = type(default)
     try:
-        return int(raw)
+        return kind(raw)
     except ValueError as exc:
-        raise ConfigError(f"{name} must be a whole number of seconds, got {raw!r}") from exc
+        what = "a whole number" if kind is int else "a number"
+        raise ConfigError(f"{name} must be {what} of seconds, got {raw!r}") from exc
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    return _number(env, name, default)
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    return _number(env, name, default)
 
 
 @dataclass(frozen=True)
@@ -56,15 +67,31 @@ class Settings:
     webhook_max_skew: int = 300
     #: Near-duplicate threshold: pHash Hamming distance in bits.
     duplicate_threshold: int = 6
-    #: An image in one stage for longer than this is re-enqueued by the beat sweep.
-    stuck_after: int = 900
+    #: How long a dispatched stage may stay unfinished before the heal task dispatches it again
+    #: (its message may be lost: a Redis restart, a killed worker). Each re-dispatch doubles it.
+    stage_lease: int = 30
+    #: How often the beat runs the heal task (re-dispatch, recount, reconcile, destroy).
+    heal_interval: float = 10.0
+    #: Transient failures (Cloudinary 5xx, network, database) are retried with backoff for this
+    #: long after the work began; then the stage fails with the last reason.
+    retry_window: int = 86400
+    #: Longest pause between two retries of a transient failure.
+    retry_backoff_max: int = 600
     recount_debounce: float = 2.0
     reconcile_coalesce: float = 10.0
-    #: The beat reconciles albums whose upload form went out within this window (lost webhooks).
+    #: Albums whose upload form went out within this window are reconciled now and then (lost
+    #: webhooks of clients that never call upload_done again) and after a broker loss.
     active_album_window: int = 86400
-    #: fetch_metadata keeps this many Admin API calls per window for itself; reconcile waits below it.
+    #: How often an active album is re-listed (incrementally: only what is newer than last time).
+    reconcile_interval: int = 1800
+    #: How often an active album's whole tag is walked (the incremental one stops at the watermark).
+    full_reconcile_interval: int = 86400
+    #: The incremental reconcile lists this far below the last watermark (clock skew, listings
+    #: that show a fresh upload late).
+    reconcile_overlap: int = 600
+    #: Reconcile leaves this many Admin API calls of each window unspent (other users of the account).
     admin_budget_reserve: int = 50
-    #: Longest wait on a rate-limited Admin API before retrying (below the visibility timeout).
+    #: Longest wait on a rate-limited Admin API held in the queue (below the visibility timeout).
     rate_limit_max_wait: int = 900
     flower_user: str = "admin"
     flower_password: str = "admin"
@@ -85,6 +112,8 @@ class Settings:
                 f"RATE_LIMIT_MAX_WAIT ({self.rate_limit_max_wait}s) must stay below "
                 f"BROKER_VISIBILITY_TIMEOUT ({self.broker_visibility_timeout}s)"
             )
+        if self.stage_lease < 1 or self.heal_interval <= 0:
+            raise ConfigError("STAGE_LEASE must be at least 1 s and HEAL_INTERVAL above 0")
         if not self.production:
             return
         if not self.jwt_secret or self.jwt_secret == DEV_JWT_SECRET or len(self.jwt_secret) < 32:
@@ -113,11 +142,17 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         broker_visibility_timeout=_int(env, "BROKER_VISIBILITY_TIMEOUT", defaults.broker_visibility_timeout),
         webhook_max_age=_int(env, "WEBHOOK_MAX_AGE", defaults.webhook_max_age),
         duplicate_threshold=_int(env, "DUPLICATE_THRESHOLD", defaults.duplicate_threshold),
-        stuck_after=_int(env, "STUCK_AFTER", defaults.stuck_after),
-        recount_debounce=float(env.get("RECOUNT_DEBOUNCE") or defaults.recount_debounce),
-        reconcile_coalesce=float(env.get("RECONCILE_COALESCE") or defaults.reconcile_coalesce),
-        admin_budget_reserve=_int(env, "ADMIN_BUDGET_RESERVE", defaults.admin_budget_reserve),
+        stage_lease=_int(env, "STAGE_LEASE", defaults.stage_lease),
+        heal_interval=_float(env, "HEAL_INTERVAL", defaults.heal_interval),
+        retry_window=_int(env, "RETRY_WINDOW", defaults.retry_window),
+        retry_backoff_max=_int(env, "RETRY_BACKOFF_MAX", defaults.retry_backoff_max),
+        recount_debounce=_float(env, "RECOUNT_DEBOUNCE", defaults.recount_debounce),
+        reconcile_coalesce=_float(env, "RECONCILE_COALESCE", defaults.reconcile_coalesce),
         active_album_window=_int(env, "ACTIVE_ALBUM_WINDOW", defaults.active_album_window),
+        reconcile_interval=_int(env, "RECONCILE_INTERVAL", defaults.reconcile_interval),
+        full_reconcile_interval=_int(env, "FULL_RECONCILE_INTERVAL", defaults.full_reconcile_interval),
+        reconcile_overlap=_int(env, "RECONCILE_OVERLAP", defaults.reconcile_overlap),
+        admin_budget_reserve=_int(env, "ADMIN_BUDGET_RESERVE", defaults.admin_budget_reserve),
         rate_limit_max_wait=_int(env, "RATE_LIMIT_MAX_WAIT", defaults.rate_limit_max_wait),
         flower_user=env.get("FLOWER_USER") or defaults.flower_user,
         flower_password=env.get("FLOWER_PASSWORD") or defaults.flower_password,

@@ -1,8 +1,11 @@
 """Redis-backed coordination between web and workers: debounced recounts, coalesced
-reconciles and the shared view of the Cloudinary Admin API budget.
+reconciles, the shared Cloudinary Admin API budget, one heal run at a time, and noticing that
+the broker lost its data.
 
-These are small hand-written pieces because Celery has no debounce or shared rate budget of
-its own; each uses one atomic Redis command, so any number of processes can share it.
+These are small hand-written pieces because Celery has no debounce, shared rate budget or
+broker-loss signal of its own; each uses one atomic Redis command or script, so any number of
+processes on any number of hosts can share them. None of them is the only record of work to
+do: that lives in the database (``common.pipeline``), so losing this state delays, never drops.
 """
 from __future__ import annotations
 
@@ -14,6 +17,10 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from common.config import get_settings
+
+#: A gate whose run is this late (its message lost with a killed worker or a Redis restart)
+#: stops holding back new requests.
+GATE_GRACE = 10.0
 
 
 @lru_cache(maxsize=4)
@@ -30,46 +37,72 @@ def client() -> redis.Redis:
     return _client(get_settings().broker_url)
 
 
-class Gate:
-    """At most one scheduled run per key: ``claim()`` is true for the caller that must schedule
-    it; the run calls ``release()`` *before* reading the database, so anything committed after
-    that point claims the gate again and gets a run of its own (the last run is exact)."""
-
-    def __init__(self, prefix: str, r: redis.Redis | None = None) -> None:
-        self.prefix = prefix
+class _UsesRedis:
+    def __init__(self, r: redis.Redis | None = None) -> None:
         self._r = r
 
     @property
     def r(self) -> redis.Redis:
         return self._r if self._r is not None else client()
 
-    def claim(self, key: str, ttl: float) -> bool:
-        # The TTL only frees a gate whose run was lost (e.g. Redis restarted empty under it).
-        return bool(self.r.set(f"{self.prefix}:{key}", "1", nx=True, px=max(1, int(ttl * 1000))))
+
+class Gate(_UsesRedis):
+    """At most one scheduled run per key: ``claim()`` is true for the caller that must schedule
+    it; the run calls ``release()`` *before* reading the database, so anything committed after
+    that point claims the gate again and gets a run of its own (the last run is exact).
+
+    The gate lapses ``GATE_GRACE`` after its run was due: a run whose message was lost (a worker
+    killed holding it, Redis restarted) holds back new requests for seconds, not for the hour
+    the broker takes to redeliver it. A late run that still comes is one harmless extra run."""
+
+    def __init__(self, prefix: str, r: redis.Redis | None = None, grace: float = GATE_GRACE) -> None:
+        super().__init__(r)
+        self.prefix = prefix
+        self.grace = grace
+
+    def claim(self, key: str, delay: float) -> bool:
+        return bool(self.r.set(f"{self.prefix}:{key}", "1", nx=True, px=self._ttl_ms(delay)))
+
+    def hold(self, key: str, delay: float) -> None:
+        """Keep the gate shut while a run already scheduled waits ``delay`` seconds."""
+        self.r.set(f"{self.prefix}:{key}", "1", px=self._ttl_ms(delay))
 
     def release(self, key: str) -> None:
         self.r.delete(f"{self.prefix}:{key}")
+
+    def _ttl_ms(self, delay: float) -> int:
+        return max(1, int((max(0.0, delay) + self.grace) * 1000))
 
 
 recount_gate = Gate("album:recount")
 reconcile_gate = Gate("album:reconcile")
 
 
-class AdminBudget:
+class AdminBudget(_UsesRedis):
     """What Cloudinary last said of the Admin API budget (``X-FeatureRateLimit-*``), shared by
-    every worker, and spent atomically so that concurrent workers never spend calls the budget
-    no longer has."""
+    every worker and spent atomically, so that concurrent workers never spend calls the budget
+    no longer has. While the budget is unknown (a new window, or Redis lost it) one caller at a
+    time probes it; the others wait for that answer instead of all calling at once."""
 
     KEY = "cloudinary:admin_budget"  # hash: remaining, reset_at
+    PROBE_KEY = "cloudinary:admin_budget:probe"
+    #: How long a probe may take before another caller may probe in its place.
+    PROBE_TIMEOUT_MS = 15000
 
-    # Atomically take one call if more than ARGV[1] remain; else answer the reset time.
+    # Take one call if more than ARGV[1] remain; else answer when to ask again.
     _ACQUIRE = """
+    local now = tonumber(ARGV[2])
     local remaining = redis.call('HGET', KEYS[1], 'remaining')
-    if not remaining then return {1, '0'} end
     local reset_at = redis.call('HGET', KEYS[1], 'reset_at')
-    if tonumber(reset_at) <= tonumber(ARGV[2]) then
+    if remaining and tonumber(reset_at) <= now then
         redis.call('DEL', KEYS[1])
-        return {1, '0'}
+        remaining = false
+    end
+    if not remaining then
+        if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[3]) then
+            return {1, '0'}
+        end
+        return {0, tostring(now + 1)}
     end
     if tonumber(remaining) > tonumber(ARGV[1]) then
         redis.call('HINCRBY', KEYS[1], 'remaining', -1)
@@ -78,66 +111,94 @@ class AdminBudget:
     return {0, reset_at}
     """
 
-    def __init__(self, r: redis.Redis | None = None) -> None:
-        self._r = r
-
-    @property
-    def r(self) -> redis.Redis:
-        return self._r if self._r is not None else client()
+    # Store an answer's budget. Answers arrive out of order: within one window the lowest
+    # remaining wins (a late answer must not hand back calls already spent); an answer from an
+    # older window is ignored; a newer window replaces the old one.
+    _RECORD = """
+    local remaining = tonumber(ARGV[1])
+    local reset_at = tonumber(ARGV[2])
+    local stored_reset = tonumber(redis.call('HGET', KEYS[1], 'reset_at') or '0')
+    local stored_remaining = tonumber(redis.call('HGET', KEYS[1], 'remaining') or '-1')
+    redis.call('DEL', KEYS[2])
+    if reset_at > stored_reset + 1 or stored_remaining < 0 then
+        redis.call('HSET', KEYS[1], 'remaining', remaining, 'reset_at', ARGV[2])
+    elseif reset_at >= stored_reset - 1 then
+        redis.call('HSET', KEYS[1], 'remaining', math.min(remaining, stored_remaining))
+    else
+        return 0
+    end
+    redis.call('PEXPIREAT', KEYS[1], math.floor((math.max(reset_at, stored_reset) + 1) * 1000))
+    return 1
+    """
 
     def record(self, remaining: int | None, reset_at: float | None) -> None:
         """Store what an Admin API answer said (its headers)."""
         if remaining is None or reset_at is None:
             return
-        ttl = max(1, int(reset_at - time.time()) + 1)
-        pipe = self.r.pipeline()
-        pipe.hset(self.KEY, mapping={"remaining": remaining, "reset_at": reset_at})
-        pipe.expire(self.KEY, ttl)
-        pipe.execute()
+        self.r.eval(self._RECORD, 2, self.KEY, self.PROBE_KEY, int(remaining), float(reset_at))
 
-    def exhausted(self, reset_at: float | None, fallback_wait: float = 60.0) -> None:
-        """Cloudinary answered 420/429: nothing left until ``reset_at`` (or a fallback wait)."""
+    def exhausted(self, reset_at: float | None, fallback_wait: float = 60.0) -> float:
+        """Cloudinary answered 420/429: nothing left until ``reset_at``. Without it, the reset
+        already known for this window stands; only when none is known, a ``fallback_wait``
+        pause. Returns the seconds until the reset."""
         now = time.time()
-        self.record(0, reset_at if reset_at and reset_at > now else now + fallback_wait)
-
-    def seconds_until_reset(self) -> float:
-        raw = self.r.hget(self.KEY, "reset_at")
-        return max(0.0, float(raw) - time.time()) if raw is not None else 0.0
+        if reset_at is None or reset_at <= now:
+            known = self.r.hget(self.KEY, "reset_at")
+            reset_at = float(known) if known is not None and float(known) > now else now + fallback_wait
+        self.record(0, reset_at)
+        return max(0.5, reset_at - now)
 
     def acquire(self, reserve: int = 0) -> float:
         """Take one Admin call, leaving at least ``reserve`` calls unspent.
 
-        Returns 0 when the caller may call now, else the seconds until the budget resets.
-        An unknown budget (no answer seen yet this window) lets the call through."""
-        allowed, reset_at = self.r.eval(self._ACQUIRE, 1, self.KEY, reserve, time.time())
+        Returns 0 when the caller may call now, else the seconds to wait."""
+        allowed, reset_at = self.r.eval(self._ACQUIRE, 2, self.KEY, self.PROBE_KEY, reserve, time.time(),
+                                        self.PROBE_TIMEOUT_MS)
         if int(allowed):
             return 0.0
         return max(0.5, float(reset_at) - time.time())
+
+    def release_probe(self) -> None:
+        """A probe that got no budget answer (an error) lets the next caller probe at once."""
+        self.r.delete(self.PROBE_KEY)
 
 
 admin_budget = AdminBudget()
 
 
-class ActiveAlbums:
-    """Albums whose upload form went out recently: the beat reconciles them now and then, so a
-    photo whose webhook was lost arrives even if its client never calls upload_done again."""
+class Lease(_UsesRedis):
+    """A lock that expires: one heal run at a time across hosts (a second is harmless, only wasteful)."""
 
-    KEY = "album:forms_out"
+    def __init__(self, key: str, r: redis.Redis | None = None) -> None:
+        super().__init__(r)
+        self.key = key
 
-    def __init__(self, r: redis.Redis | None = None) -> None:
-        self._r = r
+    def acquire(self, seconds: float) -> bool:
+        return bool(self.r.set(self.key, "1", nx=True, px=max(1, int(seconds * 1000))))
 
-    @property
-    def r(self) -> redis.Redis:
-        return self._r if self._r is not None else client()
-
-    def touch(self, album_id: str) -> None:
-        self.r.zadd(self.KEY, {album_id: time.time()})
-
-    def since(self, seconds: float) -> list[str]:
-        cutoff = time.time() - seconds
-        self.r.zremrangebyscore(self.KEY, "-inf", cutoff)
-        return [member.decode() for member in self.r.zrangebyscore(self.KEY, cutoff, "+inf")]
+    def release(self) -> None:
+        self.r.delete(self.key)
 
 
-active_albums = ActiveAlbums()
+heal_lease = Lease("album:heal")
+
+
+class BrokerEpoch(_UsesRedis):
+    """Notices that Redis is not the one it was: restarted (empty, or from a snapshot that misses
+    the last writes) or failed over to a replica. Each Redis process has its own ``run_id``;
+    the one last seen is kept in Redis itself, so a restart either loses the key or keeps an old
+    id, and both read as "changed". Queued messages may then be gone: the heal task re-drives
+    everything pending and reconciles the active albums."""
+
+    KEY = "album:broker_run_id"
+
+    def changed(self) -> bool:
+        try:
+            run_id = str(self.r.info("server").get("run_id", ""))
+        except redis.ResponseError:  # INFO renamed away (some managed Redis): the key alone tells
+            run_id = "unknown"
+        previous = self.r.set(self.KEY, run_id, get=True)
+        return previous is None or previous.decode() != run_id
+
+
+broker_epoch = BrokerEpoch()

@@ -26,7 +26,6 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 
-
 def _envelope(body: bytes, headers: dict[str, Any], properties: dict[str, Any], exchange: str, routing_key: str) -> str:
     """kombu's Redis message: base64 body, content type, headers, properties with delivery info."""
     return json.dumps({
@@ -88,10 +87,8 @@ class RedisTaskPublisher:
 
 
 @lru_cache(maxsize=4)
-def publisher_for(broker_url: str) -> RedisTaskPublisher | None:
-    """The fast publisher for a Redis broker; None for any other broker."""
+def publisher_for(app: Celery, broker_url: str) -> RedisTaskPublisher | None:
+    """The fast publisher of ``app`` for a Redis broker; None for any other broker."""
     if not broker_url.startswith(("redis://", "rediss://", "unix://")):
         return None
-    from worker.app import app
-
     return RedisTaskPublisher(app, broker_url)

@@ -36,7 +36,21 @@ class Album(Base):
     views_count: Mapped[int] = mapped_column(Integer, default=0)
     #: Cover: the newest ready images, ``[{"public_id", "url", "width", "height"}]``.
     thumbnails: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    #: When the last complete reconcile *started* listing: anything requested before it is covered.
     last_reconciled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: A reconcile asked for (``upload_done``) and not yet covered by a complete one: the intent
+    #: lives here, not in the queue, so a lost message or a Redis restart cannot drop it.
+    reconcile_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: Newest ``created_at`` (Cloudinary's clock) a complete reconcile saw: the next one lists
+    #: newest first and stops a safety margin below it.
+    reconcile_watermark: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: When the last complete *full* walk of the album's tag started (a slow schedule repeats it).
+    full_reconciled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: Last time an upload form for the album went out: the heal task reconciles such albums
+    #: after a broker loss, and the beat now and then (lost webhooks of clients gone quiet).
+    form_issued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    #: When the last recount read the album: a change to an image after it needs another one.
+    counted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
@@ -66,7 +80,12 @@ def image_status(metadata_status: str, thumbnails_status: str, deleted: bool = F
 
 class Image(Base):
     __tablename__ = "images"
-    __table_args__ = (Index("ix_images_album_created", "album_id", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_images_album_created", "album_id", "created_at", "id"),
+        # The heal task's two scans: work that is due, and what changed since the last recount.
+        Index("ix_images_due_at", "due_at"),
+        Index("ix_images_updated_at", "updated_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     album_id: Mapped[str] = mapped_column(ForeignKey("albums.id"), index=True)
@@ -87,7 +106,15 @@ class Image(Base):
     preview_url: Mapped[str | None] = mapped_column(Text)
     metadata_status: Mapped[str] = mapped_column(String(16), default=STAGE_PENDING)
     thumbnails_status: Mapped[str] = mapped_column(String(16), default=STAGE_PENDING)
+    #: Dispatches of the pending work beyond the first (retries and re-drives): drives the backoff.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: While a stage is pending: when the heal task should look again if nothing finished it
+    #: (the task's lease, or the end of a retry backoff). NULL once nothing is pending.
+    due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: When the pending work began (upload or reprocess): transient failures are retried until
+    #: ``RETRY_WINDOW`` after it, then the stage fails with the last reason.
+    pending_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: The last failure's reason: kept while retrying, and the reason a stage failed.
     error: Mapped[str | None] = mapped_column(Text)
     uploaded_by: Mapped[str | None] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(String(16), default="webhook")

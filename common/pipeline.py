@@ -2,18 +2,72 @@
 ``tasks/pipeline.py`` call, and what the unit tests call directly.
 
 Every function is idempotent: it computes what is missing and does nothing when run again.
+
+What the pipeline still owes is kept in the database, never only in a queued message: an image
+with a stage pending carries ``due_at``, the time by which its dispatched task should have
+finished (or its retry backoff ends). The heal task (``claim_due``) dispatches again whatever
+is overdue, so a message lost with a killed worker or a Redis restart delays a photo by about
+one lease, and a publish that failed after a commit is made good the same way.
 """
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from common.config import Settings
 from common.models import STAGE_DONE, STAGE_FAILED, STAGE_PENDING, Album, Image, image_status, utcnow
+
+STAGES = ("metadata", "thumbnails")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long dispatched work may take, how retries back off, and when to give up."""
+
+    lease: float = 30.0
+    window: float = 86400.0
+    backoff_max: float = 600.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "RetryPolicy":
+        return cls(float(settings.stage_lease), float(settings.retry_window), float(settings.retry_backoff_max))
+
+    def backoff(self, attempts: int) -> float:
+        """Pause before retry number ``attempts`` (1, 2, ...): 2, 4, 8 ... s, capped, with jitter
+        so that a burst failed by one outage does not come back as one burst."""
+        base = min(2.0 ** max(1, attempts), self.backoff_max)
+        return base * random.uniform(0.75, 1.0)
+
+    def lease_for(self, attempts: int) -> float:
+        """How long the dispatch number ``attempts`` may stay unfinished: the lease, doubled at
+        each re-dispatch (a long queue is not a lost message), capped."""
+        return min(self.lease * 2.0 ** max(0, attempts - 1), max(self.lease, self.backoff_max))
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; every stored time is UTC."""
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment
+
+
+def _pending(image: Image) -> bool:
+    return STAGE_PENDING in (image.metadata_status, image.thumbnails_status)
+
+
+def _settle(image: Image) -> None:
+    """Once no stage is pending, nothing is due any more."""
+    if not _pending(image):
+        image.due_at = None
+        image.attempts = 0
+        if STAGE_FAILED not in (image.metadata_status, image.thumbnails_status):
+            image.error = None
 
 #: Keys the signed upload form asks Cloudinary to put in every upload notification.
 ANALYSIS_KEYS = ("faces", "colors", "phash")
@@ -72,23 +126,29 @@ def find_image(session: Session, resource: dict[str, Any]) -> Image | None:
     return session.scalars(select(Image).where(or_(*conditions)).with_for_update()).first()
 
 
-def ingest(session: Session, album_id: str, resource: dict[str, Any], uploaded_by: str | None, source: str = "webhook") -> IngestResult | None:
+def ingest(session: Session, album_id: str, resource: dict[str, Any], uploaded_by: str | None, source: str = "webhook",
+           policy: RetryPolicy = RetryPolicy()) -> IngestResult | None:
     """Upsert the image by ``asset_id``/``public_id``. Returns None for an unknown album or a
-    resource without ``public_id`` (logged by the task, not retried: it cannot get better)."""
+    resource without ``public_id`` (logged by the task, not retried: it cannot get better).
+    A new image is due one lease from now: its follow-up tasks are sent after the commit, and
+    if they never run, the heal task sends them again."""
     public_id = resource.get("public_id")
     if not isinstance(public_id, str) or not public_id or session.get(Album, album_id) is None:
         return None
     image = find_image(session, resource)
     created = image is None
     if image is None:
+        now = utcnow()
         image = Image(album_id=album_id, public_id=public_id, uploaded_by=uploaded_by, source=source,
-                      metadata_status=STAGE_PENDING, thumbnails_status=STAGE_PENDING, attempts=0)
+                      metadata_status=STAGE_PENDING, thumbnails_status=STAGE_PENDING, attempts=0,
+                      pending_since=now, due_at=now + timedelta(seconds=policy.lease))
         session.add(image)
     elif image.album_id != album_id:
         return None  # another album's photo: never move it
     had_metadata = image.metadata_status == STAGE_DONE
     if not had_metadata:
         _apply_resource(image, resource)
+        _settle(image)
     try:
         session.flush()
     except IntegrityError:
@@ -115,7 +175,7 @@ def store_metadata(session: Session, image_id: int, resource: dict[str, Any]) ->
         image.faces, image.colors, image.predominant = image.faces or [], image.colors or [], image.predominant or {}
         image.image_metadata = image.image_metadata or {}
         image.metadata_status = STAGE_DONE
-    image.error = None if image.thumbnails_status != STAGE_FAILED else image.error
+    _settle(image)
     return image
 
 
@@ -126,15 +186,94 @@ def store_thumbnails(session: Session, image_id: int, thumbnail_url: str, previe
     image.thumbnail_url = thumbnail_url
     image.preview_url = preview_url
     image.thumbnails_status = STAGE_DONE
+    _settle(image)
     return image
 
 
 def mark_failed(session: Session, image_id: int, stage: str, error: str) -> None:
+    """The stage cannot succeed (Cloudinary says the asset is gone or invalid, or retrying ran
+    out of time): ``failed``, with the reason."""
     image = session.get(Image, image_id)
     if image is None:
         return
+    _fail(image, stage, error)
+
+
+def _fail(image: Image, stage: str, error: str) -> None:
     setattr(image, f"{stage}_status", STAGE_FAILED)
     image.error = f"{stage}: {error}"[:2000]
+    _settle(image)
+
+
+def retry_later(session: Session, image_id: int, stage: str, error: str, policy: RetryPolicy,
+                queue_max_countdown: float) -> float | None:
+    """A transient failure (Cloudinary 5xx, the network): keep the reason on the image and
+    schedule the next attempt. Returns the countdown for the task to retry itself with, or None
+    when the heal task will dispatch it when it is due (a long pause is not held in the queue)
+    or when retrying ran out of ``policy.window`` (the stage is then failed, with the reason)."""
+    image = session.get(Image, image_id)
+    if image is None or getattr(image, f"{stage}_status") != STAGE_PENDING:
+        return None
+    now = utcnow()
+    started = _aware(image.pending_since) or _aware(image.created_at) or now
+    if (now - started).total_seconds() > policy.window:
+        _fail(image, stage, f"gave up after retrying for {policy.window / 3600:g} h: {error}")
+        return None
+    image.attempts = (image.attempts or 0) + 1
+    image.error = f"{stage}: {error} (retry {image.attempts})"[:2000]
+    delay = policy.backoff(image.attempts)
+    if delay <= queue_max_countdown:
+        image.due_at = now + timedelta(seconds=delay + policy.lease)
+        return delay
+    image.due_at = now + timedelta(seconds=delay)
+    return None
+
+
+@dataclass(frozen=True)
+class Redrive:
+    image_id: int
+    album_id: str
+    metadata: bool
+    thumbnails: bool
+
+
+def claim_due(session: Session, policy: RetryPolicy, limit: int = 500) -> list[Redrive]:
+    """Images whose pending work is overdue: each gets a new lease and is returned for its tasks
+    to be sent again; those past the retry window fail with the last reason instead.
+    ``SKIP LOCKED``: two heal runs on two hosts take different rows (PostgreSQL)."""
+    now = utcnow()
+    images = session.scalars(
+        select(Image)
+        .where(Image.due_at.is_not(None), Image.due_at <= now)
+        .order_by(Image.due_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    out: list[Redrive] = []
+    for image in images:
+        if image.deleted_at is not None or not _pending(image):
+            image.due_at = None
+            continue
+        started = _aware(image.pending_since) or _aware(image.created_at) or now
+        if (now - started).total_seconds() > policy.window:
+            reason = (image.error or "no worker finished it").split(": ", 1)[-1]
+            for stage in STAGES:
+                if getattr(image, f"{stage}_status") == STAGE_PENDING:
+                    _fail(image, stage, f"gave up after {policy.window / 3600:g} h: {reason}")
+            continue
+        image.attempts = (image.attempts or 0) + 1
+        image.due_at = now + timedelta(seconds=policy.lease_for(image.attempts))
+        out.append(Redrive(image.id, image.album_id, image.metadata_status == STAGE_PENDING,
+                           image.thumbnails_status == STAGE_PENDING))
+    return out
+
+
+def make_all_due(session: Session) -> int:
+    """The broker lost its messages: every pending stage is due now."""
+    result = session.execute(
+        update(Image).where(Image.due_at.is_not(None), Image.deleted_at.is_(None)).values(due_at=utcnow())
+    )
+    return result.rowcount or 0
 
 
 def recount(session: Session, album_id: str, thumb_size: tuple[int, int]) -> Album | None:
@@ -142,6 +281,7 @@ def recount(session: Session, album_id: str, thumb_size: tuple[int, int]) -> Alb
     album = session.get(Album, album_id, with_for_update=True)
     if album is None:
         return None
+    album.counted_at = utcnow()
     live = (Image.album_id == album_id) & Image.deleted_at.is_(None)
     album.images_count = session.scalar(select(func.count()).select_from(Image).where(live)) or 0
     ready = session.scalars(
@@ -178,19 +318,103 @@ def mark_deleted(session: Session, album_id: str, public_ids: Iterable[str]) -> 
     return [image.id for image in images]
 
 
-def stuck_images(session: Session, older_than: timedelta, limit: int = 500) -> list[Image]:
-    """Images with a stage still pending and untouched for ``older_than``."""
-    cutoff = datetime.now(timezone.utc) - older_than
-    return list(session.scalars(
-        select(Image)
-        .where(
-            Image.deleted_at.is_(None),
-            or_(Image.metadata_status == STAGE_PENDING, Image.thumbnails_status == STAGE_PENDING),
-            Image.updated_at < cutoff,
-        )
-        .order_by(Image.updated_at)
-        .limit(limit)
+def albums_needing_recount(session: Session, changed_since: datetime, margin: float = 5.0) -> list[str]:
+    """Albums with an image changed after their last recount read (less ``margin`` for clocks
+    that differ between hosts): their recount was lost or has not run yet. Only images changed
+    since ``changed_since`` are looked at (an index range), so the cost follows the changes."""
+    latest = session.execute(
+        select(Image.album_id, func.max(Image.updated_at))
+        .where(Image.updated_at >= changed_since)
+        .group_by(Image.album_id)
+    ).all()
+    if not latest:
+        return []
+    counted = dict(session.execute(
+        select(Album.id, Album.counted_at).where(Album.id.in_([album_id for album_id, _ in latest]))
     ).all())
+    stale = []
+    for album_id, changed in latest:
+        if album_id not in counted:
+            continue
+        last = _aware(counted[album_id])
+        if last is None or _aware(changed) > last - timedelta(seconds=margin):
+            stale.append(album_id)
+    return stale
+
+
+@dataclass(frozen=True)
+class ReconcileTarget:
+    album_id: str
+    full: bool
+
+
+def albums_to_reconcile(session: Session, settings: Settings, everything_active: bool = False,
+                        limit: int = 200) -> list[ReconcileTarget]:
+    """Albums owed a reconcile: one was asked for (``upload_done``) and no complete run started
+    after the request; or the album's forms went out recently and its last listing is older than
+    ``reconcile_interval`` (lost webhooks of a client that never says upload_done again); or,
+    after a broker loss, every such active album. A full walk when the last is older than
+    ``full_reconcile_interval``; otherwise the incremental one."""
+    now = utcnow()
+    active_since = now - timedelta(seconds=settings.active_album_window)
+    listed_before = now - timedelta(seconds=settings.reconcile_interval)
+    uncovered = Album.reconcile_requested_at.is_not(None) & (
+        Album.last_reconciled_at.is_(None) | (Album.reconcile_requested_at > Album.last_reconciled_at))
+    active = Album.form_issued_at.is_not(None) & (Album.form_issued_at >= active_since)
+    if not everything_active:
+        active = active & (Album.last_reconciled_at.is_(None) | (Album.last_reconciled_at < listed_before))
+    albums = session.scalars(select(Album).where(uncovered | active).order_by(Album.id).limit(limit)).all()
+    full_before = now - timedelta(seconds=settings.full_reconcile_interval)
+    return [ReconcileTarget(a.id, a.reconcile_watermark is None or _aware(a.full_reconciled_at) is None
+                            or _aware(a.full_reconciled_at) < full_before) for a in albums]
+
+
+def request_reconcile(session: Session, album_id: str) -> None:
+    """Record that the album is owed a reconcile (the heal task sees to it if no message does)."""
+    album = session.get(Album, album_id)
+    if album is not None:
+        album.reconcile_requested_at = utcnow()
+
+
+def form_issued(album: Album, min_interval: float = 60.0) -> bool:
+    """Note that an upload form went out; written at most once a minute per album (a read of
+    the album by its uploaders must not become a write each time). True when it wrote."""
+    now = utcnow()
+    last = _aware(album.form_issued_at)
+    if last is not None and (now - last).total_seconds() < min_interval:
+        return False
+    album.form_issued_at = now
+    return True
+
+
+def created_at_of(resource: dict[str, Any]) -> datetime | None:
+    return _parse_time(resource.get("created_at"))
+
+
+def listing_reached_watermark(album: Album, resources: list[dict[str, Any]], overlap: float) -> bool:
+    """An incremental reconcile lists newest first and stops after the page whose oldest photo
+    is older than the last watermark less ``overlap`` (uploads the listing showed late)."""
+    watermark = _aware(album.reconcile_watermark)
+    if watermark is None or not resources:
+        return watermark is not None
+    times = [t for t in (created_at_of(r) for r in resources) if t is not None]
+    return bool(times) and min(times) < watermark - timedelta(seconds=overlap)
+
+
+def finish_reconcile(session: Session, album_id: str, started: datetime, newest: datetime | None, full: bool) -> bool:
+    """A complete run: everything requested before ``started`` is covered, and the watermark
+    moves to the newest photo seen. True when another request came in meanwhile."""
+    album = session.get(Album, album_id, with_for_update=True)
+    if album is None:
+        return False
+    album.last_reconciled_at = started
+    if full:
+        album.full_reconciled_at = started
+    if newest is not None:
+        current = _aware(album.reconcile_watermark)
+        album.reconcile_watermark = newest if current is None or newest > current else current
+    requested = _aware(album.reconcile_requested_at)
+    return requested is not None and requested > started
 
 
 def undestroyed_images(session: Session, older_than: timedelta, limit: int = 500) -> list[int]:
@@ -257,9 +481,12 @@ def duplicate_groups(images: list[Image], threshold: int) -> list[list[Image]]:
 REPROCESS_MODES = ("missing", "all")
 
 
-def reset_for_reprocess(session: Session, album_id: str, mode: str) -> list[tuple[int, bool, bool]]:
+def reset_for_reprocess(session: Session, album_id: str, mode: str,
+                        policy: RetryPolicy = RetryPolicy()) -> list[tuple[int, bool, bool]]:
     """Put the album's images back in the pipeline: ``missing`` = stages not done (failed or
-    pending), ``all`` = every stage again. Returns (image id, redo metadata, redo thumbnails)."""
+    pending), ``all`` = every stage again. Returns (image id, redo metadata, redo thumbnails).
+    The reset is the intent: committed, it is carried out even if no message is ever sent."""
+    now = utcnow()
     images = session.scalars(
         select(Image).where(Image.album_id == album_id, Image.deleted_at.is_(None)).order_by(Image.id)
     ).all()
@@ -275,5 +502,7 @@ def reset_for_reprocess(session: Session, album_id: str, mode: str) -> list[tupl
             image.thumbnails_status = STAGE_PENDING
         image.error = None
         image.attempts = 0
+        image.pending_since = now
+        image.due_at = now + timedelta(seconds=policy.lease)
         todo.append((image.id, redo_meta, redo_thumbs))
     return todo

@@ -1,143 +1,155 @@
 """The Celery tasks. Thin: each loads what it needs by id, calls ``common.pipeline``, commits,
 and only then enqueues what follows. Names are stable (``album.*``): messages in flight and
 the beat schedule refer to them.
+
+No task is the only record of its work: the database says what is still owed (an image's
+pending stage and ``due_at``, an album's uncovered reconcile request, a changed image after the
+last recount, a deleted image not yet destroyed), and ``heal`` sends again whatever is overdue.
+So a message may be lost (a Redis restarted empty, a worker killed holding it, a publish that
+failed after a commit) and the photo is only delayed.
 """
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
-from typing import Any
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
 
-import cloudinary.exceptions
 from celery import Task
 from sqlalchemy.exc import OperationalError
 
 from common import cloudinary_client, db, pipeline
-from common.config import get_settings
-from common.coordination import active_albums, reconcile_gate, recount_gate
-from common.enqueue import request_reconcile, request_recount, send
+from common.cloudinary_client import PermanentError, RateLimitedError, TransientError
+from common.config import Settings, get_settings
+from common.coordination import broker_epoch, client as redis_client, heal_lease, reconcile_gate, recount_gate
+from common.enqueue import BrokerUnavailable, request_reconcile, request_recount, send, stage_tasks, task
 from common.logs import log
 from common.models import STAGE_DONE, STAGE_PENDING, Album, Image, utcnow
 from worker.app import app
 
 logger = logging.getLogger(__name__)
 
-#: Transient failures (Cloudinary 5xx, network): retried with backoff, then the stage fails.
-MAX_RETRIES = 5
-#: A database that is briefly unreachable or locked: every task retries itself (all are idempotent).
-DB_RETRY = {"autoretry_for": (OperationalError,), "retry_backoff": 2, "retry_backoff_max": 60, "retry_jitter": True}
-#: Waits for the Admin API budget are not failures, but are bounded too (24 x 15 min = 6 h).
+#: A database briefly unreachable or locked: the task retries itself a few times (every task is
+#: idempotent); past that, the work is still due in the database and ``heal`` sends it again.
+DB_RETRY: dict[str, Any] = {"autoretry_for": (OperationalError,), "retry_kwargs": {"max_retries": 5},
+                            "retry_backoff": 2, "retry_backoff_max": 30, "retry_jitter": True}
+#: Waits for the Admin API budget are not failures, but are bounded too: after this many a
+#: reconcile run gives up and the request stays owed (``heal`` asks again later).
 MAX_RATE_LIMIT_WAITS = 24
+#: Images re-sent per heal batch, and batches per heal run.
+HEAL_BATCH = 500
+HEAL_BATCHES = 10
 
 
-def _backoff(retries: int) -> int:
-    # 2, 4, 8, 16, 32 s: far below the broker's visibility timeout.
-    return min(2 ** (retries + 1), 60)
+def _policy() -> pipeline.RetryPolicy:
+    return pipeline.RetryPolicy.from_settings(get_settings())
+
+
+def _queue_max_countdown(settings: Settings) -> float:
+    """The longest countdown held in the queue: a worker keeps such a message unacknowledged,
+    and one held past the visibility timeout would be delivered a second time meanwhile."""
+    return min(60.0, settings.broker_visibility_timeout / 4)
 
 
 def _cloudinary() -> None:
     cloudinary_client.ensure_configured(get_settings())
 
 
-def _follow_ups(result: pipeline.IngestResult) -> None:
-    if result.needs_metadata and result.created:
-        send(fetch_metadata.s(result.image_id))
-    if result.needs_thumbnails:
-        send(generate_thumbnails.s(result.image_id))
+def _after_commit(what: str, publish: Callable[[], Any]) -> None:
+    """Send what follows a committed change. A broker that is down now is no failure of this
+    task: the change is committed and ``heal`` sends its follow-ups once the broker is back."""
+    try:
+        publish()
+    except BrokerUnavailable as exc:
+        log(logger, logging.WARNING, "broker unavailable; heal will send it", what=what, error=str(exc))
 
 
-@app.task(name="album.ingest", bind=True, max_retries=MAX_RETRIES, **DB_RETRY)
+def _follow_ups(result: pipeline.IngestResult, album_id: str) -> None:
+    def publish() -> None:
+        send(*stage_tasks(result.image_id, result.needs_metadata and result.created, result.needs_thumbnails))
+        if result.created:
+            request_recount(album_id)
+
+    _after_commit("ingest follow-ups", publish)
+
+
+@app.task(name="album.ingest", bind=True, **DB_RETRY)
 def ingest(self: Task, album_id: str, resource: dict[str, Any], uploaded_by: str | None = None, source: str = "webhook") -> None:
-    """Upsert the photo from a notification (or a reconcile listing), then thumbnails and a recount."""
+    """Upsert the photo from a notification, then its thumbnails, analysis and a recount."""
     with db.session_scope() as session:
-        result = pipeline.ingest(session, album_id, resource, uploaded_by, source)
+        result = pipeline.ingest(session, album_id, resource, uploaded_by, source, _policy())
     if result is None:
         log(logger, logging.WARNING, "ingest skipped", album_id=album_id, public_id=resource.get("public_id"))
         return
     log(logger, logging.INFO, "ingested", album_id=album_id, image_id=result.image_id, created=result.created,
         needs_metadata=result.needs_metadata)
-    _follow_ups(result)
-    if result.created:
-        request_recount(album_id)
+    _follow_ups(result, album_id)
 
 
-def _rate_limited(task: Task, exc: cloudinary_client.RateLimitedError, image_id: int | None = None, stage: str | None = None) -> None:
-    kwargs = dict(task.request.kwargs or {})
-    waits = int(kwargs.get("rate_limit_waits", 0))
-    if waits >= MAX_RATE_LIMIT_WAITS:
-        # Bounded like every retry: the image's stage fails with the reason; a reconcile gives
-        # up (the next upload_done or the beat's reconcile_active lists the album again).
-        log(logger, logging.WARNING, "gave up waiting for the Admin API budget", task=task.name, waits=waits)
-        if image_id is not None and stage is not None:
-            with db.session_scope() as session:
-                pipeline.mark_failed(session, image_id, stage, "Cloudinary Admin API rate limit did not reset in time")
-        return
-    countdown = min(exc.wait + 1, get_settings().rate_limit_max_wait)
-    log(logger, logging.INFO, "waiting for the Admin API budget", seconds=round(countdown, 1), task=task.name)
-    # Waiting is not failing: these retries don't spend the task's MAX_RETRIES.
-    kwargs["rate_limit_waits"] = waits + 1
-    raise task.retry(kwargs=kwargs, countdown=countdown, max_retries=None, exc=exc)
-
-
-def _retry_or_fail(task: Task, exc: BaseException, image_id: int, stage: str, failures: int) -> None:
-    """A transient Cloudinary failure: retry with backoff, and after the last one mark the
-    image's stage failed with the error kept."""
-    if failures >= MAX_RETRIES:
-        with db.session_scope() as session:
-            pipeline.mark_failed(session, image_id, stage, str(exc))
-        return
-    raise task.retry(countdown=_backoff(failures), max_retries=None, exc=exc)
-
-
-@app.task(name="album.fetch_metadata", bind=True, max_retries=MAX_RETRIES, **DB_RETRY)
-def fetch_metadata(self: Task, image_id: int, rate_limit_waits: int = 0) -> None:
-    """Admin API ``resource`` for a photo whose notification lacked the analysis."""
+def _stage_subject(image_id: int, stage: str) -> tuple[str, str, str] | None:
+    """(public_id, type, album_id) of an image whose ``stage`` is still to do, else None."""
     with db.session_scope() as session:
         image = session.get(Image, image_id)
-        if image is None or image.deleted_at is not None or image.metadata_status == STAGE_DONE:
-            return
-        public_id, asset_type = image.public_id, image.type
+        if image is None or image.deleted_at is not None or getattr(image, f"{stage}_status") != STAGE_PENDING:
+            return None
+        return image.public_id, image.type, image.album_id
+
+
+def _stage_failed(task: Task, image_id: int, stage: str, exc: Exception) -> None:
+    """A stage's Cloudinary call failed: for good (failed, with the reason) or for now (retried
+    with backoff, the reason kept on the image meanwhile, for up to ``RETRY_WINDOW``)."""
+    settings = get_settings()
+    with db.session_scope() as session:
+        if isinstance(exc, PermanentError):
+            pipeline.mark_failed(session, image_id, stage, str(exc))
+            countdown = None
+        else:
+            countdown = pipeline.retry_later(session, image_id, stage, str(exc), _policy(), _queue_max_countdown(settings))
+        album_id = image.album_id if (image := session.get(Image, image_id)) else None
+    log(logger, logging.WARNING, f"{stage} failed", image_id=image_id, error=str(exc),
+        retry_in=round(countdown, 1) if countdown is not None else None)
+    if countdown is not None:
+        raise task.retry(countdown=countdown, exc=exc)
+    if album_id:  # failed for good, or heal sends it when its backoff ends
+        _after_commit("recount", lambda: request_recount(album_id))
+
+
+@app.task(name="album.fetch_metadata", bind=True, max_retries=None, **DB_RETRY)
+def fetch_metadata(self: Task, image_id: int) -> None:
+    """Faces, colours, EXIF and pHash for a photo whose notification lacked them (found by a
+    reconcile), through the Upload API's ``explicit``, which is not rate-limited."""
+    subject = _stage_subject(image_id, "metadata")
+    if subject is None:
+        return
+    public_id, asset_type, album_id = subject
     _cloudinary()
     try:
-        resource = cloudinary_client.fetch_resource(public_id, asset_type)
-    except cloudinary_client.RateLimitedError as exc:
-        return _rate_limited(self, exc, image_id, "metadata")
-    except cloudinary.exceptions.NotFound:
-        with db.session_scope() as session:
-            pipeline.mark_failed(session, image_id, "metadata", "not found on Cloudinary")
-        return
-    except cloudinary_client.TRANSIENT_ERRORS as exc:
-        return _retry_or_fail(self, exc, image_id, "metadata", failures=self.request.retries - rate_limit_waits)
+        resource = cloudinary_client.fetch_analysis(public_id, asset_type)
+    except (PermanentError, TransientError) as exc:
+        return _stage_failed(self, image_id, "metadata", exc)
     with db.session_scope() as session:
-        image = pipeline.store_metadata(session, image_id, resource)
-        album_id = image.album_id if image else None
-    if album_id:
-        request_recount(album_id)
+        pipeline.store_metadata(session, image_id, resource)
+    _after_commit("recount", lambda: request_recount(album_id))
 
 
-@app.task(name="album.generate_thumbnails", bind=True, max_retries=MAX_RETRIES, **DB_RETRY)
+@app.task(name="album.generate_thumbnails", bind=True, max_retries=None, **DB_RETRY)
 def generate_thumbnails(self: Task, image_id: int) -> None:
     """Upload API ``explicit`` with eager transformations; stores signed delivery URLs."""
-    with db.session_scope() as session:
-        image = session.get(Image, image_id)
-        if image is None or image.deleted_at is not None or image.thumbnails_status == STAGE_DONE:
-            return
-        public_id, asset_type, album_id = image.public_id, image.type, image.album_id
+    subject = _stage_subject(image_id, "thumbnails")
+    if subject is None:
+        return
+    public_id, asset_type, album_id = subject
     _cloudinary()
     try:
         thumb, preview = cloudinary_client.generate_derived(public_id, asset_type)
-    except cloudinary.exceptions.NotFound:
-        with db.session_scope() as session:
-            pipeline.mark_failed(session, image_id, "thumbnails", "not found on Cloudinary")
-        return
-    except cloudinary_client.TRANSIENT_ERRORS as exc:
-        return _retry_or_fail(self, exc, image_id, "thumbnails", failures=self.request.retries)
+    except (PermanentError, TransientError) as exc:
+        return _stage_failed(self, image_id, "thumbnails", exc)
     with db.session_scope() as session:
         pipeline.store_thumbnails(session, image_id, thumb.url, preview.url, thumb.width, thumb.height)
-    request_recount(album_id)
+    _after_commit("recount", lambda: request_recount(album_id))
 
 
-@app.task(name="album.recount", bind=True, max_retries=MAX_RETRIES, **DB_RETRY)
+@app.task(name="album.recount", bind=True, **DB_RETRY)
 def recount(self: Task, album_id: str) -> None:
     """Debounced: the gate is released *before* reading, so any change committed after this
     read schedules another recount, and the last one is exact."""
@@ -149,59 +161,111 @@ def recount(self: Task, album_id: str) -> None:
     log(logger, logging.INFO, "recounted", album_id=album_id, images_count=count)
 
 
-@app.task(name="album.reconcile", bind=True, max_retries=MAX_RETRIES, **DB_RETRY)
-def reconcile(self: Task, album_id: str, cursor: str | None = None, rate_limit_waits: int = 0) -> None:
-    """List the album's tag on Cloudinary and ingest every photo no webhook brought.
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat()
 
-    It spends the rate-limited Admin API, so it leaves ``admin_budget_reserve`` calls for
-    ``fetch_metadata`` and waits for the reset instead. Pages continue in a new task run
-    (``cursor``), so a wait never repeats pages already done."""
+
+@app.task(name="album.reconcile", bind=True, max_retries=None, **DB_RETRY)
+def reconcile(self: Task, album_id: str, cursor: str | None = None, started: str | None = None,
+              newest: str | None = None, full: bool = False, rate_limit_waits: int = 0, failures: int = 0) -> None:
+    """List the album's tag on Cloudinary, newest first, and ingest every photo no webhook
+    brought. An incremental run stops at the page reaching below the last watermark; a full
+    run walks every page. Each page is one task run (``cursor``), so a wait never repeats pages
+    already done. The gate stays shut while the run lasts: one run per album at a time.
+
+    It spends the rate-limited Admin API, so it leaves ``admin_budget_reserve`` calls of each
+    window unspent and waits for the reset instead."""
     settings = get_settings()
-    if cursor is None:
-        reconcile_gate.release(album_id)
+    policy = _policy()
+    began = datetime.fromisoformat(started) if started else utcnow()
+    next_run = {"album_id": album_id, "cursor": cursor, "started": _iso(began), "newest": newest, "full": full}
+    reconcile_gate.hold(album_id, policy.lease)
     _cloudinary()
     try:
         page = cloudinary_client.list_by_tag(album_id, cursor, reserve=settings.admin_budget_reserve)
-    except cloudinary_client.RateLimitedError as exc:
-        return _rate_limited(self, exc)
-    except cloudinary_client.TRANSIENT_ERRORS as exc:
-        raise self.retry(countdown=_backoff(self.request.retries), exc=exc)
-    resources = [r for r in page.get("resources", []) if isinstance(r, dict) and r.get("public_id")]
+    except RateLimitedError as exc:
+        if rate_limit_waits >= MAX_RATE_LIMIT_WAITS:
+            reconcile_gate.release(album_id)
+            log(logger, logging.WARNING, "reconcile gave up waiting for the Admin API budget", album_id=album_id,
+                waits=rate_limit_waits)
+            return
+        wait = min(exc.wait + 1, settings.rate_limit_max_wait)
+        log(logger, logging.INFO, "waiting for the Admin API budget", album_id=album_id, seconds=round(wait, 1))
+        reconcile_gate.hold(album_id, wait + policy.lease)
+        raise self.retry(args=(), kwargs={**next_run, "rate_limit_waits": rate_limit_waits + 1, "failures": failures},
+                         countdown=wait, exc=exc)
+    except (PermanentError, TransientError) as exc:
+        if failures >= 5:
+            reconcile_gate.release(album_id)  # still owed in the database: heal asks again later
+            log(logger, logging.WARNING, "reconcile failed", album_id=album_id, error=str(exc))
+            return
+        countdown = min(policy.backoff(failures + 1), _queue_max_countdown(settings))
+        reconcile_gate.hold(album_id, countdown + policy.lease)
+        raise self.retry(args=(), kwargs={**next_run, "rate_limit_waits": rate_limit_waits, "failures": failures + 1},
+                         countdown=countdown, exc=exc)
+
+    resources = [r for r in page.get("resources", []) if isinstance(r, dict) and isinstance(r.get("public_id"), str)]
+    times = [t for t in (pipeline.created_at_of(r) for r in resources) if t is not None]
+    if newest:
+        times.append(datetime.fromisoformat(newest))
+    newest = _iso(max(times)) if times else None
     with db.session_scope() as session:
         known = pipeline.known_public_ids(session, album_id, (r["public_id"] for r in resources))
-        if page.get("next_cursor") is None:
-            album = session.get(Album, album_id)
-            if album is not None:
-                album.last_reconciled_at = utcnow()
+        album = session.get(Album, album_id)
+        if album is None:
+            reconcile_gate.release(album_id)
+            return
+        reached = not full and pipeline.listing_reached_watermark(album, resources, settings.reconcile_overlap)
     missing = [r for r in resources if r["public_id"] not in known]
-    log(logger, logging.INFO, "reconcile page", album_id=album_id, listed=len(resources), missing=len(missing))
-    send(*(ingest.s(album_id, resource, None, "reconcile") for resource in missing))
-    if page.get("next_cursor"):
-        send(reconcile.s(album_id, page["next_cursor"]))
+    created = []
+    for resource in missing:
+        # Ingested here, each in its own transaction, rather than queued: the watermark may move
+        # past these photos only once they are in the database.
+        with db.session_scope() as session:
+            result = pipeline.ingest(session, album_id, resource, None, "reconcile", policy)
+        if result is not None and result.created:
+            created.append(result)
+    log(logger, logging.INFO, "reconcile page", album_id=album_id, listed=len(resources), missing=len(missing),
+        full=full)
+    for result in created:
+        _follow_ups(result, album_id)
+    more = page.get("next_cursor")
+    if more and not reached:
+        _after_commit("next reconcile page",
+                      lambda: reconcile.apply_async(kwargs={**next_run, "cursor": more, "newest": newest}))
+        return
+    with db.session_scope() as session:
+        again = pipeline.finish_reconcile(session, album_id, began,
+                                          datetime.fromisoformat(newest) if newest else None, full)
+    reconcile_gate.release(album_id)
+    if again:
+        _after_commit("reconcile", lambda: request_reconcile(album_id))
 
 
-@app.task(name="album.destroy_image", bind=True, max_retries=MAX_RETRIES, **DB_RETRY)
+@app.task(name="album.destroy_image", bind=True, max_retries=5, **DB_RETRY)
 def destroy_image(self: Task, image_id: int) -> None:
     """Remove a deleted image's asset from Cloudinary (the row stays, marked deleted)."""
     with db.session_scope() as session:
         image = session.get(Image, image_id)
-        if image is None:
+        if image is None or image.deleted_at is None or image.destroyed_at is not None:
             return
         public_id, asset_type = image.public_id, image.type
     _cloudinary()
     try:
         cloudinary_client.destroy(public_id, asset_type)
-    except cloudinary_client.TRANSIENT_ERRORS as exc:
-        if self.request.retries >= MAX_RETRIES:
-            return  # the beat sweep tries again later: destroyed_at is still empty
-        raise self.retry(countdown=_backoff(self.request.retries), exc=exc)
+    except PermanentError:
+        pass  # nothing to destroy: gone already
+    except TransientError as exc:
+        if self.request.retries >= 5:
+            return  # heal tries again later: destroyed_at is still empty
+        raise self.retry(countdown=_policy().backoff(self.request.retries + 1), exc=exc)
     with db.session_scope() as session:
         image = session.get(Image, image_id)
         if image is not None:
             image.destroyed_at = utcnow()
 
 
-@app.task(name="album.remove_deleted", bind=True, max_retries=MAX_RETRIES, **DB_RETRY)
+@app.task(name="album.remove_deleted", bind=True, **DB_RETRY)
 def remove_deleted(self: Task, album_id: str, payload: dict[str, Any], uploaded_by: str | None = None) -> None:
     """A ``delete`` notification: mark the album's images with those public ids deleted."""
     resources = payload.get("resources") or []
@@ -209,10 +273,10 @@ def remove_deleted(self: Task, album_id: str, payload: dict[str, Any], uploaded_
     with db.session_scope() as session:
         removed = pipeline.mark_deleted(session, album_id, public_ids)
     if removed:
-        request_recount(album_id)
+        _after_commit("recount", lambda: request_recount(album_id))
 
 
-@app.task(name="album.record_eager", bind=True, max_retries=MAX_RETRIES, **DB_RETRY)
+@app.task(name="album.record_eager", bind=True, **DB_RETRY)
 def record_eager(self: Task, album_id: str, payload: dict[str, Any], uploaded_by: str | None = None) -> None:
     """An ``eager`` notification: the derived images exist; store their signed URLs."""
     public_id = payload.get("public_id")
@@ -230,44 +294,73 @@ def record_eager(self: Task, album_id: str, payload: dict[str, Any], uploaded_by
             cloudinary_client.delivery_url(public_id, cloudinary_client.PREVIEW, image.type),
             thumb["width"], thumb["height"],
         )
-    request_recount(album_id)
+    _after_commit("recount", lambda: request_recount(album_id))
 
 
-@app.task(name="album.reconcile_active", bind=True)
-def reconcile_active(self: Task) -> None:
-    """Beat: reconcile the albums whose upload form went out recently, so a photo whose webhook
-    was lost arrives even when its client never says upload_done again."""
+#: Where heal keeps the time of its last run: the next looks for changes since then.
+_LAST_HEAL_KEY = "album:heal:last"
+
+
+@app.task(name="album.heal", bind=True)
+def heal(self: Task) -> None:
+    """Beat, every ``HEAL_INTERVAL``: carry out what the database says is owed and overdue.
+
+    - stages whose task should have finished by now are sent again (each re-send doubles the
+      lease; past ``RETRY_WINDOW`` the stage fails with the last reason);
+    - albums with an image changed after their last recount are recounted;
+    - albums owed a reconcile (``upload_done``, forms out recently, a slow schedule) get one;
+    - deleted images whose Cloudinary asset is not confirmed gone get their destroy again;
+    - a broker that lost its data (restarted, failed over) makes everything pending due now
+      and every active album reconciled: queued messages and lost webhooks alike come back.
+
+    One heal runs at a time across hosts; a heal that finds another running returns."""
     settings = get_settings()
-    for album_id in active_albums.since(settings.active_album_window):
-        request_reconcile(album_id, delay=0)
+    if not heal_lease.acquire(max(60.0, settings.heal_interval * 6)):
+        return
+    try:
+        _heal(settings)
+    finally:
+        heal_lease.release()
 
 
-@app.task(name="album.sweep_stuck", bind=True)
-def sweep_stuck(self: Task) -> None:
-    """Beat, every minute: re-enqueue images stuck in a stage (their message was lost, e.g. a
-    Redis restart); after a few sweeps the stage fails with its error kept — never forever.
-    Deleted images whose Cloudinary asset is not confirmed gone get their destroy again."""
-    settings = get_settings()
-    requeue: list[Any] = []
-    albums: set[str] = set()
+def _heal(settings: Settings) -> None:
+    policy = _policy()
+    started = time.time()
+    lost = broker_epoch.changed()
+    if lost:
+        with db.session_scope() as session:
+            due = pipeline.make_all_due(session)
+        log(logger, logging.WARNING, "the broker is new or lost its data: re-sending what is pending", images=due)
+
+    resent = 0
+    for _ in range(HEAL_BATCHES):
+        with db.session_scope() as session:
+            batch = pipeline.claim_due(session, policy, limit=HEAL_BATCH)
+        send(*(sig for r in batch for sig in stage_tasks(r.image_id, r.metadata, r.thumbnails)))
+        resent += len(batch)
+        if len(batch) < HEAL_BATCH:
+            break
+
+    r = redis_client()
+    last = r.get(_LAST_HEAL_KEY)
+    since = float(last) - 60 if last else started - settings.active_album_window
     with db.session_scope() as session:
-        for image in pipeline.stuck_images(session, timedelta(seconds=settings.stuck_after)):
-            albums.add(image.album_id)
-            if image.attempts >= 3:
-                for stage in ("metadata", "thumbnails"):
-                    if getattr(image, f"{stage}_status") == STAGE_PENDING:
-                        pipeline.mark_failed(session, image.id, stage, "stuck: no worker finished it after 3 sweeps")
-                continue
-            image.attempts += 1
-            image.updated_at = utcnow()
-            if image.metadata_status == STAGE_PENDING:
-                requeue.append(fetch_metadata.s(image.id))
-            if image.thumbnails_status == STAGE_PENDING:
-                requeue.append(generate_thumbnails.s(image.id))
-        for image_id in pipeline.undestroyed_images(session, timedelta(seconds=settings.stuck_after)):
-            requeue.append(destroy_image.s(image_id))
-    send(*requeue)
-    for album_id in albums:
+        stale = pipeline.albums_needing_recount(session, datetime.fromtimestamp(since, timezone.utc))
+    for album_id in stale:
         request_recount(album_id)
-    if requeue:
-        log(logger, logging.INFO, "sweep re-enqueued", tasks=len(requeue), albums=len(albums))
+
+    with db.session_scope() as session:
+        targets = pipeline.albums_to_reconcile(session, settings, everything_active=lost)
+        if lost:
+            for target in targets:
+                pipeline.request_reconcile(session, target.album_id)
+    for target in targets:
+        request_reconcile(target.album_id, delay=0, full=target.full)
+
+    with db.session_scope() as session:
+        undestroyed = pipeline.undestroyed_images(session, timedelta(seconds=policy.lease))
+    send(*(task("album.destroy_image", image_id) for image_id in undestroyed))
+    r.set(_LAST_HEAL_KEY, started)
+    if resent or stale or targets or undestroyed:
+        log(logger, logging.INFO, "healed", resent=resent, recounts=len(stale), reconciles=len(targets),
+            destroys=len(undestroyed), broker_lost=lost)

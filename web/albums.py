@@ -6,22 +6,23 @@ import re
 import time
 from typing import Any
 
+import logging
+
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from sqlalchemy import select
 
-import redis.exceptions
-
 from common import cloudinary_client, db, pipeline
-from common.coordination import active_albums
 from common.config import Settings
-from common.enqueue import request_reconcile, request_recount, send, send_reprocess, task
+from common.enqueue import BrokerUnavailable, request_reconcile, request_recount, send, send_reprocess, task
+from common.logs import log
 from common.models import Album, Image, utcnow
 from common.serializers import album_json, image_json, iso
 from web.auth import album_access
 from web.errors import ApiError
 
 bp = Blueprint("albums", __name__, url_prefix="/api/v1/albums")
+logger = logging.getLogger(__name__)
 
 
 def _settings() -> Settings:
@@ -54,16 +55,27 @@ def _require_empty_or_form_body() -> None:
         raise ApiError(415, "unsupported_media_type", "Send an empty body (application/x-www-form-urlencoded).")
 
 
+def _publish_after_commit(what: str, publish: Any) -> None:
+    """The change is committed, and with it the work it implies: the heal task carries that out
+    if the broker cannot take it now, so a broker outage does not fail the request."""
+    try:
+        publish()
+    except BrokerUnavailable as exc:
+        log(logger, logging.WARNING, "broker unavailable; heal will send it", what=what, error=str(exc))
+
+
 @bp.get("/<album_id>")
 @album_access()
 def show(album_id: str) -> Response:
     album = load_album(album_id)
     form = _form_for(album)
-    if form is not None:
-        try:
-            active_albums.touch(album_id)  # the beat reconciles it for a while (lost webhooks)
-        except redis.exceptions.RedisError:
-            pass  # best effort: reading an album does not need Redis otherwise
+    if form is not None and pipeline.form_issued(album):
+        # Albums whose forms went out are reconciled now and then (lost webhooks): noted at most
+        # once a minute, so reading an album does not become a write each time.
+        with db.session_scope() as session:
+            stored = session.get(Album, album_id)
+            if stored is not None:
+                stored.form_issued_at = album.form_issued_at
     return jsonify(album_json(album, form))
 
 
@@ -71,13 +83,23 @@ def show(album_id: str) -> Response:
 @album_access("image_upload")
 def upload_done(album_id: str) -> Response:
     """A client finished a batch: recount the album, look for photos whose webhook never came,
-    and hand back a fresh upload form. Answers at once; the work runs on the workers."""
+    and hand back a fresh upload form. Answers at once; the work runs on the workers. The
+    reconcile it asks for is recorded with the album first, so it happens even if the broker
+    is down right now."""
     _require_empty_or_form_body()
-    album = load_album(album_id)
-    body = album_json(album, _form_for(album))
-    request_recount(album_id)
-    request_reconcile(album_id)
-    active_albums.touch(album_id)
+    with db.session_scope() as session:
+        album = session.get(Album, album_id)
+        if album is None:
+            raise ApiError(404, "album_not_found", "No such album.")
+        body = album_json(album, _form_for(album))
+        album.form_issued_at = utcnow()
+        album.reconcile_requested_at = utcnow()
+
+    def publish() -> None:
+        request_recount(album_id)
+        request_reconcile(album_id)
+
+    _publish_after_commit("upload_done", publish)
     return jsonify(body)
 
 
@@ -173,8 +195,14 @@ def delete_image(album_id: str, image_id: str) -> Response:
             raise ApiError(404, "image_not_found", "No such image in this album.")
         image.deleted_at = utcnow()
         deleted_id = image.id
-    send(task("album.destroy_image", deleted_id))
-    request_recount(album_id, delay=0)
+
+    def publish() -> None:
+        send(task("album.destroy_image", deleted_id))
+        request_recount(album_id, delay=0)
+
+    # Committed: the photo is gone from the album; the destroy and the recount follow (heal
+    # sends them if the broker cannot take them now).
+    _publish_after_commit("delete", publish)
     return _accepted({"id": deleted_id, "status": "deleted"})
 
 
@@ -196,8 +224,15 @@ def reprocess(album_id: str) -> Response:
         raise ApiError(400, "invalid_parameter", "'mode' must be 'missing' or 'all'.")
     load_album(album_id)
     with db.session_scope() as session:
-        todo = pipeline.reset_for_reprocess(session, album_id, mode)
-    enqueued = send_reprocess(todo)
+        todo = pipeline.reset_for_reprocess(session, album_id, mode,
+                                            pipeline.RetryPolicy.from_settings(_settings()))
+    enqueued = 0
+
+    def publish() -> None:
+        nonlocal enqueued
+        enqueued = send_reprocess(todo)
+
+    _publish_after_commit("reprocess", publish)
     return _accepted({"mode": mode, "images": len(todo), "enqueued": enqueued})
 
 

@@ -8,9 +8,9 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
-from common import cloudinary_client, db, migrate, pipeline, tokens
-from common.enqueue import send, send_reprocess, task
-from common.models import Album, Organization, utcnow
+from common import db, migrate, pipeline, tokens
+from common.enqueue import request_reconcile, send_reprocess
+from common.models import Album, Organization
 from web.auth import ALBUM_ID
 
 DEMO_ORGANIZATION = "232678ca-60c7-4bae-a9b2-88e55d4aecdc"
@@ -72,36 +72,17 @@ def albums_create(album_id: str, organization: str) -> None:
 
 @albums.command("reconcile")
 @click.argument("album_id")
-def albums_reconcile(album_id: str) -> None:
-    """List the album's tag on Cloudinary now and enqueue every photo no webhook brought."""
-    settings = current_app.config["SETTINGS"]
+@click.option("--full", is_flag=True, help="Walk the album's whole tag, not only what is newer than the last run.")
+def albums_reconcile(album_id: str, full: bool) -> None:
+    """List the album's tag on Cloudinary (on a worker) and bring in every photo no webhook brought."""
     if not _album_exists(album_id):
         raise click.BadParameter(f"no album {album_id}", param_hint="ALBUM_ID")
-    cloudinary_client.ensure_configured(settings)
-    listed = missing = 0
-    cursor: str | None = None
-    with click.progressbar(length=0, label="listing Cloudinary", show_pos=True) as bar:
-        while True:
-            try:
-                page = cloudinary_client.list_by_tag(album_id, cursor, reserve=settings.admin_budget_reserve)
-            except cloudinary_client.RateLimitedError as exc:
-                raise click.ClickException(f"the Admin API budget is spent: retry in {exc.wait:.0f} s") from None
-            resources = [r for r in page.get("resources", []) if isinstance(r, dict) and r.get("public_id")]
-            with db.session_scope() as session:
-                known = pipeline.known_public_ids(session, album_id, (r["public_id"] for r in resources))
-                album = session.get(Album, album_id)
-                if album is not None and not page.get("next_cursor"):
-                    album.last_reconciled_at = utcnow()
-            new = [r for r in resources if r["public_id"] not in known]
-            send(*(task("album.ingest", album_id, r, None, "reconcile") for r in new))
-            listed += len(resources)
-            missing += len(new)
-            bar.length = listed
-            bar.update(len(resources))
-            cursor = page.get("next_cursor")
-            if not cursor:
-                break
-    click.echo(f"{listed} listed on Cloudinary, {missing} missing here and enqueued")
+    with db.session_scope() as session:
+        pipeline.request_reconcile(session, album_id)
+    if request_reconcile(album_id, delay=0, full=full):
+        click.echo(f"reconcile of {album_id} enqueued")
+    else:
+        click.echo(f"a reconcile of {album_id} is already scheduled or running")
 
 
 @albums.command("reprocess")
@@ -111,8 +92,10 @@ def albums_reprocess(album_id: str, everything: bool) -> None:
     """Put the album's images back through the pipeline."""
     if not _album_exists(album_id):
         raise click.BadParameter(f"no album {album_id}", param_hint="ALBUM_ID")
+    settings = current_app.config["SETTINGS"]
     with db.session_scope() as session:
-        todo = pipeline.reset_for_reprocess(session, album_id, "all" if everything else "missing")
+        todo = pipeline.reset_for_reprocess(session, album_id, "all" if everything else "missing",
+                                            pipeline.RetryPolicy.from_settings(settings))
     enqueued = 0
     with click.progressbar(todo, label="enqueueing", show_pos=True) as bar:
         for item in bar:

@@ -1,10 +1,9 @@
-"""The Celery application. It builds no Flask app: tasks use ``common`` directly."""
+"""The Celery application as workers run it: ``celery --app worker.app:app worker``. The app
+itself is ``common.celery_app.app``; this adds the worker's signal handlers (engine disposed
+after fork, request-id propagation, logging). It builds no Flask app: tasks use ``common``."""
 from __future__ import annotations
 
-from celery import Celery
+from common.celery_app import app
+from worker import signals  # noqa: F401  (connects the handlers)
 
-app = Celery("album")
-app.config_from_object("celeryconfig")
-
-# Signal handlers (engine dispose after fork, request-id propagation, logging).
-from worker import signals  # noqa: E402,F401
+__all__ = ["app"]

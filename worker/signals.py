@@ -1,10 +1,11 @@
 """Worker process hooks: no pooled DB connection crosses a fork, and the request id of the
-web request that caused a task follows it (and the tasks it enqueues) into the logs."""
+web request that caused a task follows it into the logs (``common.celery_app`` puts it in
+the headers of every task sent, tasks' follow-ups included)."""
 from __future__ import annotations
 
 from typing import Any
 
-from celery.signals import before_task_publish, setup_logging, task_postrun, task_prerun, worker_process_init
+from celery.signals import setup_logging, task_postrun, task_prerun, worker_process_init
 
 from common import db
 from common.logs import request_id_var
@@ -19,13 +20,6 @@ def _dispose_engine_after_fork(**_: Any) -> None:
 @setup_logging.connect
 def _logging(**_: Any) -> None:
     setup_json_logging()
-
-
-@before_task_publish.connect
-def _propagate_request_id(headers: dict[str, Any] | None = None, **_: Any) -> None:
-    rid = request_id_var.get()
-    if headers is not None and rid and "request_id" not in headers:
-        headers["request_id"] = rid
 
 
 @task_prerun.connect

@@ -8,7 +8,7 @@ import json
 import redis
 
 from common.fast_publish import RedisTaskPublisher
-from worker.app import app
+from common.celery_app import app
 
 
 def _pop(r: redis.Redis, queue: str) -> dict:
@@ -55,5 +55,5 @@ def test_the_sent_event_goes_to_celerys_event_topic(redis_url):
 def test_only_a_redis_broker_gets_the_fast_path(redis_url):
     from common.fast_publish import publisher_for
 
-    assert publisher_for("amqp://guest@127.0.0.1//") is None  # other brokers: Celery's send_task
-    assert isinstance(publisher_for(redis_url), RedisTaskPublisher)
+    assert publisher_for(app, "amqp://guest@127.0.0.1//") is None  # other brokers: Celery's send_task
+    assert isinstance(publisher_for(app, redis_url), RedisTaskPublisher)

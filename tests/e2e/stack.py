@@ -25,6 +25,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 #: Shortened so a test can watch a SIGKILLed worker's reserved message come back.
 VISIBILITY_TIMEOUT = 20
+#: Shortened so that tests see overdue work sent again within seconds (production: 30 s and 10 s).
+STAGE_LEASE = 4
+HEAL_INTERVAL = 1
 #: The emulator's API secret; the web app and workers get it in their CLOUDINARY_URL.
 EMULATOR_SECRET = "e2e-emulator-secret"
 
@@ -63,6 +66,7 @@ class Stack:
         self.web_url = f"http://127.0.0.1:{self.web_port}"
         self.env: dict[str, str] = {}
         self.web: subprocess.Popen[bytes] | None = None
+        self.beat: subprocess.Popen[bytes] | None = None
         self.workers: list[subprocess.Popen[bytes]] = []
         self.logs = tmp / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -77,6 +81,8 @@ class Stack:
             "PUBLIC_URL": self.web_url,
             "BROKER_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
             "RATE_LIMIT_MAX_WAIT": str(VISIBILITY_TIMEOUT // 2),
+            "STAGE_LEASE": str(STAGE_LEASE),
+            "HEAL_INTERVAL": str(HEAL_INTERVAL),
             # The budget tests give the emulator a budget of a few calls: keep only one back.
             "ADMIN_BUDGET_RESERVE": "1",
             "PYTHONPATH": str(ROOT),
@@ -93,6 +99,12 @@ class Stack:
         wait_for(self._web_up, 30, what="the web app")
         if self.default_worker:
             self.start_worker("default")
+        self.start_beat()
+
+    def start_beat(self) -> None:
+        """Celery beat: it sends the heal task every HEAL_INTERVAL seconds."""
+        self.beat = self._spawn("beat", [sys.executable, "-m", "celery", "--app", "worker.app:app", "beat",
+                                         "--schedule", str(self.tmp / "celerybeat-schedule"), "--loglevel", "INFO"])
 
     def _spawn(self, name: str, cmd: list[str]) -> subprocess.Popen[bytes]:
         log = open(self.logs / f"{name}.log", "ab")
@@ -149,6 +161,9 @@ class Stack:
                 conn.default_channel.queue_purge(queue)
 
     def stop(self) -> None:
+        if self.beat is not None and self.beat.poll() is None:
+            os.killpg(self.beat.pid, signal.SIGTERM)
+            self.beat.wait(timeout=30)
         for proc in list(self.workers):
             self.stop_worker(proc)
         if self.web is not None and self.web.poll() is None:

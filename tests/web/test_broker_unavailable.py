@@ -85,19 +85,43 @@ def _webhook(base: str) -> requests.Response:
     return requests.post(f"{base}/api/v1/cloudinary?token={notification_token()}", data=body, headers=headers, timeout=10)
 
 
-@pytest.mark.parametrize("endpoint", [_upload_done, _webhook], ids=["upload_done", "webhook"])
-@pytest.mark.parametrize("broker", ["refused", "black hole"])
-def test_answers_503_within_two_seconds(seed_album, black_hole, broker, endpoint):
-    url = f"redis://127.0.0.1:{free_port()}/0" if broker == "refused" else black_hole
-    proc, base = serve(url)
+def _timed(broker_url: str, call):
+    proc, base = serve(broker_url)
     try:
         started = time.monotonic()
-        response = endpoint(base)
-        elapsed = time.monotonic() - started
+        response = call(base)
+        return response, time.monotonic() - started
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def _broker(kind: str, black_hole: str) -> str:
+    return f"redis://127.0.0.1:{free_port()}/0" if kind == "refused" else black_hole
+
+
+@pytest.mark.parametrize("broker", ["refused", "black hole"])
+def test_the_webhook_answers_503_within_two_seconds(seed_album, black_hole, broker):
+    """The webhook writes nothing: without the broker it cannot keep the notification, so it
+    says so and Cloudinary delivers it again later."""
+    response, elapsed = _timed(_broker(broker, black_hole), _webhook)
     assert response.status_code == 503
     assert response.headers["Retry-After"]
     assert response.json()["error"]["code"] == "broker_unavailable"
     assert elapsed < 2.0, elapsed
+
+
+@pytest.mark.parametrize("broker", ["refused", "black hole"])
+def test_upload_done_answers_within_two_seconds_and_keeps_its_reconcile(seed_album, black_hole, broker):
+    """upload_done records the reconcile it asks for with the album, so a broker outage costs
+    the client nothing: the form comes back, and heal carries the reconcile out later."""
+    from common import db
+    from common.models import Album
+
+    response, elapsed = _timed(_broker(broker, black_hole), _upload_done)
+    assert response.status_code == 200, response.text
+    assert response.json()["upload_form"]["params"]["tags"] == SEED_ALBUM
+    assert elapsed < 2.0, elapsed
+    with db.session_scope() as session:
+        album = session.get(Album, SEED_ALBUM)
+        assert album.reconcile_requested_at is not None and album.form_issued_at is not None
