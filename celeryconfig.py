@@ -18,7 +18,7 @@ broker_connection_timeout = 1.0
 broker_connection_retry_on_startup = True
 broker_transport_options = {
     # A message reserved by a worker that dies without acking comes back after this long;
-    # it must exceed the longest task plus its longest countdown (rate_limit_max_wait).
+    # it must exceed the longest task plus its longest countdown (Settings.queue_max_countdown).
     "visibility_timeout": _settings.broker_visibility_timeout,
     # Kombu looks for such abandoned messages every interval x throttle seconds (100 s by
     # default); one cheap sorted-set scan every few seconds brings them back promptly.
@@ -43,8 +43,10 @@ result_backend = None
 task_acks_late = True
 task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
-task_time_limit = 300
-task_soft_time_limit = 240
+# Below the visibility timeout, or a slow task would be delivered to a second worker meanwhile
+# (prefork only: a thread cannot be stopped; Cloudinary calls time out after 30 s instead).
+task_time_limit = max(15, _settings.broker_visibility_timeout - 10)
+task_soft_time_limit = max(10, _settings.broker_visibility_timeout - 20)
 
 # Flower needs events, including the "sent" one published by the web side.
 worker_send_task_events = True

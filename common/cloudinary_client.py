@@ -31,6 +31,9 @@ from common.coordination import admin_budget
 THUMBNAIL = {"crop": "thumb", "gravity": "faces", "width": 256, "height": 256, "format": "jpg"}
 PREVIEW = {"crop": "limit", "width": 1280, "height": 1280, "format": "jpg"}
 ASSET_TYPE = "authenticated"
+#: Seconds any Cloudinary call may take (the SDK has no default: a hung call would hold a worker
+#: thread forever). Well below the broker's visibility timeout.
+CALL_TIMEOUT = 30
 
 _configured_url: str | None = None
 
@@ -135,6 +138,7 @@ def configure(url: str) -> None:
         "api_secret": unquote(parts.password or ""),
     }
     options.update({k: _coerce(v) for k, v in parse_qsl(parts.query)})
+    options.setdefault("timeout", CALL_TIMEOUT)  # read by the Admin API calls
     cloudinary.reset_config()
     cloudinary.config(**options)
     _install_header_recording()
@@ -229,7 +233,7 @@ def fetch_analysis(public_id: str, asset_type: str = ASSET_TYPE) -> dict[str, An
     """Faces, colours, EXIF and pHash of a stored photo, through the Upload API's ``explicit``:
     Cloudinary documents it for data extraction on uploaded assets and does not rate-limit it,
     unlike the Admin API's ``resource`` (a budget of a few hundred calls an hour)."""
-    return dict(_call(cloudinary.uploader.explicit, public_id, type=asset_type,
+    return dict(_call(cloudinary.uploader.explicit, public_id, type=asset_type, timeout=CALL_TIMEOUT,
                       faces=True, colors=True, image_metadata=True, phash=True))
 
 
@@ -259,7 +263,8 @@ def delivery_url(public_id: str, transformation: dict[str, Any], asset_type: str
 def generate_derived(public_id: str, asset_type: str = ASSET_TYPE) -> tuple[Derived, Derived]:
     """Upload API ``explicit`` (not rate-limited): make the thumbnail and the preview now, and
     return their signed delivery URLs (authenticated assets need signed URLs)."""
-    result = _call(cloudinary.uploader.explicit, public_id, type=asset_type, eager=[THUMBNAIL, PREVIEW])
+    result = _call(cloudinary.uploader.explicit, public_id, type=asset_type, eager=[THUMBNAIL, PREVIEW],
+                   timeout=CALL_TIMEOUT)
     eager = result.get("eager") or []
     sizes = [(e.get("width"), e.get("height")) for e in eager]
     while len(sizes) < 2:
@@ -270,4 +275,5 @@ def generate_derived(public_id: str, asset_type: str = ASSET_TYPE) -> tuple[Deri
 
 
 def destroy(public_id: str, asset_type: str = ASSET_TYPE) -> str:
-    return _call(cloudinary.uploader.destroy, public_id, type=asset_type, invalidate=True).get("result", "")
+    return _call(cloudinary.uploader.destroy, public_id, type=asset_type, invalidate=True,
+                 timeout=CALL_TIMEOUT).get("result", "")

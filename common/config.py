@@ -60,8 +60,10 @@ class Settings:
     upload_form_ttl: int = 604800
     #: How long a publish to the broker may take before the API answers 503.
     broker_publish_timeout: float = 1.0
-    #: Redis' visibility timeout: above the longest task plus its longest countdown.
-    broker_visibility_timeout: int = 3600
+    #: A message a worker took and never acknowledged (the worker was killed) is delivered again
+    #: after this long. Above the longest task (Cloudinary calls time out after 30 s) plus the
+    #: longest countdown held in the queue (a quarter of it, at most 60 s).
+    broker_visibility_timeout: int = 120
     #: Webhook: oldest accepted X-Cld-Timestamp (Cloudinary retries for minutes) and future skew.
     webhook_max_age: int = 7200
     webhook_max_skew: int = 300
@@ -91,11 +93,16 @@ class Settings:
     reconcile_overlap: int = 600
     #: Reconcile leaves this many Admin API calls of each window unspent (other users of the account).
     admin_budget_reserve: int = 50
-    #: Longest wait on a rate-limited Admin API held in the queue (below the visibility timeout).
-    rate_limit_max_wait: int = 900
     flower_user: str = "admin"
     flower_password: str = "admin"
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def queue_max_countdown(self) -> float:
+        """The longest retry countdown held in the queue: a worker keeps such a message
+        unacknowledged, and one held past the visibility timeout would run twice. Longer pauses
+        are kept in the database and carried out by the heal task."""
+        return min(60.0, self.broker_visibility_timeout / 4)
 
     @property
     def production(self) -> bool:
@@ -106,12 +113,9 @@ class Settings:
 
     def check(self) -> None:
         """Refuse settings that cannot work, and production on development defaults."""
-        if self.rate_limit_max_wait >= self.broker_visibility_timeout:
-            # A task waiting longer than the visibility timeout would be redelivered meanwhile.
-            raise ConfigError(
-                f"RATE_LIMIT_MAX_WAIT ({self.rate_limit_max_wait}s) must stay below "
-                f"BROKER_VISIBILITY_TIMEOUT ({self.broker_visibility_timeout}s)"
-            )
+        if self.broker_visibility_timeout < 20:
+            # Tasks and their retry countdowns must fit well inside it, or they run twice.
+            raise ConfigError(f"BROKER_VISIBILITY_TIMEOUT must be at least 20 s, got {self.broker_visibility_timeout}")
         if self.stage_lease < 1 or self.heal_interval <= 0:
             raise ConfigError("STAGE_LEASE must be at least 1 s and HEAL_INTERVAL above 0")
         if not self.production:
@@ -153,7 +157,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         full_reconcile_interval=_int(env, "FULL_RECONCILE_INTERVAL", defaults.full_reconcile_interval),
         reconcile_overlap=_int(env, "RECONCILE_OVERLAP", defaults.reconcile_overlap),
         admin_budget_reserve=_int(env, "ADMIN_BUDGET_RESERVE", defaults.admin_budget_reserve),
-        rate_limit_max_wait=_int(env, "RATE_LIMIT_MAX_WAIT", defaults.rate_limit_max_wait),
         flower_user=env.get("FLOWER_USER") or defaults.flower_user,
         flower_password=env.get("FLOWER_PASSWORD") or defaults.flower_password,
     )

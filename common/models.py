@@ -46,6 +46,9 @@ class Album(Base):
     reconcile_watermark: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     #: When the last complete *full* walk of the album's tag started (a slow schedule repeats it).
     full_reconciled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: A reconcile under way: ``{"cursor", "started", "newest", "full"}`` after each page, so a run
+    #: whose next message is lost, or that waits out the Admin budget, resumes where it was.
+    reconcile_progress: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     #: Last time an upload form for the album went out: the heal task reconciles such albums
     #: after a broker loss, and the beat now and then (lost webhooks of clients gone quiet).
     form_issued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)

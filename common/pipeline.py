@@ -12,7 +12,7 @@ one lease, and a publish that failed after a commit is made good the same way.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
@@ -401,20 +401,60 @@ def listing_reached_watermark(album: Album, resources: list[dict[str, Any]], ove
     return bool(times) and min(times) < watermark - timedelta(seconds=overlap)
 
 
-def finish_reconcile(session: Session, album_id: str, started: datetime, newest: datetime | None, full: bool) -> bool:
-    """A complete run: everything requested before ``started`` is covered, and the watermark
+#: A stored reconcile progress older than this is abandoned and the listing starts afresh.
+RECONCILE_PROGRESS_MAX_AGE = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class ReconcileProgress:
+    started: datetime
+    cursor: str | None = None
+    newest: datetime | None = None
+    full: bool = False
+
+    def after(self, resources: list[dict[str, Any]], next_cursor: str | None) -> "ReconcileProgress":
+        """The progress once a page is done: the next cursor, the newest photo seen so far."""
+        times = [t for t in (created_at_of(r) for r in resources) if t is not None]
+        if self.newest is not None:
+            times.append(self.newest)
+        return replace(self, cursor=next_cursor or None, newest=max(times) if times else None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"started": self.started.isoformat(), "cursor": self.cursor,
+                "newest": self.newest.isoformat() if self.newest else None, "full": self.full}
+
+
+def reconcile_progress(album: Album, full: bool) -> ReconcileProgress:
+    """Where the album's reconcile stands: the stored progress of a run under way (a full
+    request turns it into a full run from the top), else a new run starting now."""
+    stored = album.reconcile_progress or {}
+    started = _parse_time(stored.get("started"))
+    if started is not None and utcnow() - started < RECONCILE_PROGRESS_MAX_AGE and (stored.get("full") or not full):
+        return ReconcileProgress(started, stored.get("cursor"), _parse_time(stored.get("newest")), bool(stored.get("full")))
+    return ReconcileProgress(utcnow(), full=full)
+
+
+def save_reconcile_progress(session: Session, album_id: str, progress: ReconcileProgress) -> None:
+    album = session.get(Album, album_id)
+    if album is not None:
+        album.reconcile_progress = progress.to_json()
+
+
+def finish_reconcile(session: Session, album_id: str, progress: ReconcileProgress) -> bool:
+    """A complete run: everything requested before it started is covered, and the watermark
     moves to the newest photo seen. True when another request came in meanwhile."""
     album = session.get(Album, album_id, with_for_update=True)
     if album is None:
         return False
-    album.last_reconciled_at = started
-    if full:
-        album.full_reconciled_at = started
-    if newest is not None:
+    album.reconcile_progress = None
+    album.last_reconciled_at = progress.started
+    if progress.full:
+        album.full_reconciled_at = progress.started
+    if progress.newest is not None:
         current = _aware(album.reconcile_watermark)
-        album.reconcile_watermark = newest if current is None or newest > current else current
+        album.reconcile_watermark = progress.newest if current is None or progress.newest > current else current
     requested = _aware(album.reconcile_requested_at)
-    return requested is not None and requested > started
+    return requested is not None and requested > progress.started
 
 
 def undestroyed_images(session: Session, older_than: timedelta, limit: int = 500) -> list[int]:

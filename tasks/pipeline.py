@@ -45,12 +45,6 @@ def _policy() -> pipeline.RetryPolicy:
     return pipeline.RetryPolicy.from_settings(get_settings())
 
 
-def _queue_max_countdown(settings: Settings) -> float:
-    """The longest countdown held in the queue: a worker keeps such a message unacknowledged,
-    and one held past the visibility timeout would be delivered a second time meanwhile."""
-    return min(60.0, settings.broker_visibility_timeout / 4)
-
-
 def _cloudinary() -> None:
     cloudinary_client.ensure_configured(get_settings())
 
@@ -104,7 +98,7 @@ def _stage_failed(task: Task, image_id: int, stage: str, exc: Exception) -> None
             pipeline.mark_failed(session, image_id, stage, str(exc))
             countdown = None
         else:
-            countdown = pipeline.retry_later(session, image_id, stage, str(exc), _policy(), _queue_max_countdown(settings))
+            countdown = pipeline.retry_later(session, image_id, stage, str(exc), _policy(), settings.queue_max_countdown)
         album_id = image.album_id if (image := session.get(Image, image_id)) else None
     log(logger, logging.WARNING, f"{stage} failed", image_id=image_id, error=str(exc),
         retry_in=round(countdown, 1) if countdown is not None else None)
@@ -161,61 +155,52 @@ def recount(self: Task, album_id: str) -> None:
     log(logger, logging.INFO, "recounted", album_id=album_id, images_count=count)
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat()
-
-
 @app.task(name="album.reconcile", bind=True, max_retries=None, **DB_RETRY)
-def reconcile(self: Task, album_id: str, cursor: str | None = None, started: str | None = None,
-              newest: str | None = None, full: bool = False, rate_limit_waits: int = 0, failures: int = 0) -> None:
-    """List the album's tag on Cloudinary, newest first, and ingest every photo no webhook
-    brought. An incremental run stops at the page reaching below the last watermark; a full
-    run walks every page. Each page is one task run (``cursor``), so a wait never repeats pages
-    already done. The gate stays shut while the run lasts: one run per album at a time.
+def reconcile(self: Task, album_id: str, full: bool = False, rate_limit_waits: int = 0, failures: int = 0) -> None:
+    """List one page of the album's tag on Cloudinary, newest first, and ingest every photo no
+    webhook brought; then send itself for the next page. An incremental run stops at the page
+    reaching below the last watermark; a full run walks every page. Progress is kept with the
+    album after each page, so a run whose next message is lost, or that must wait out the Admin
+    budget for longer than the queue may hold a message, resumes where it was. The gate stays
+    shut while the run lasts: one run per album at a time.
 
     It spends the rate-limited Admin API, so it leaves ``admin_budget_reserve`` calls of each
     window unspent and waits for the reset instead."""
     settings = get_settings()
     policy = _policy()
-    began = datetime.fromisoformat(started) if started else utcnow()
-    next_run = {"album_id": album_id, "cursor": cursor, "started": _iso(began), "newest": newest, "full": full}
     reconcile_gate.hold(album_id, policy.lease)
+    with db.session_scope() as session:
+        album = session.get(Album, album_id)
+        if album is None:
+            reconcile_gate.release(album_id)
+            return
+        progress = pipeline.reconcile_progress(album, full)
     _cloudinary()
     try:
-        page = cloudinary_client.list_by_tag(album_id, cursor, reserve=settings.admin_budget_reserve)
+        page = cloudinary_client.list_by_tag(album_id, progress.cursor, reserve=settings.admin_budget_reserve)
     except RateLimitedError as exc:
-        if rate_limit_waits >= MAX_RATE_LIMIT_WAITS:
-            reconcile_gate.release(album_id)
-            log(logger, logging.WARNING, "reconcile gave up waiting for the Admin API budget", album_id=album_id,
-                waits=rate_limit_waits)
-            return
-        wait = min(exc.wait + 1, settings.rate_limit_max_wait)
+        wait = exc.wait + 1
         log(logger, logging.INFO, "waiting for the Admin API budget", album_id=album_id, seconds=round(wait, 1))
         reconcile_gate.hold(album_id, wait + policy.lease)
-        raise self.retry(args=(), kwargs={**next_run, "rate_limit_waits": rate_limit_waits + 1, "failures": failures},
-                         countdown=wait, exc=exc)
+        if wait <= settings.queue_max_countdown and rate_limit_waits < MAX_RATE_LIMIT_WAITS:
+            raise self.retry(args=(album_id,), kwargs={"full": full, "rate_limit_waits": rate_limit_waits + 1},
+                             countdown=wait, exc=exc)
+        return  # a long wait is not held in the queue: heal asks again once the gate lapses
     except (PermanentError, TransientError) as exc:
         if failures >= 5:
             reconcile_gate.release(album_id)  # still owed in the database: heal asks again later
             log(logger, logging.WARNING, "reconcile failed", album_id=album_id, error=str(exc))
             return
-        countdown = min(policy.backoff(failures + 1), _queue_max_countdown(settings))
+        countdown = min(policy.backoff(failures + 1), settings.queue_max_countdown)
         reconcile_gate.hold(album_id, countdown + policy.lease)
-        raise self.retry(args=(), kwargs={**next_run, "rate_limit_waits": rate_limit_waits, "failures": failures + 1},
-                         countdown=countdown, exc=exc)
+        raise self.retry(args=(album_id,), kwargs={"full": full, "failures": failures + 1}, countdown=countdown, exc=exc)
 
     resources = [r for r in page.get("resources", []) if isinstance(r, dict) and isinstance(r.get("public_id"), str)]
-    times = [t for t in (pipeline.created_at_of(r) for r in resources) if t is not None]
-    if newest:
-        times.append(datetime.fromisoformat(newest))
-    newest = _iso(max(times)) if times else None
     with db.session_scope() as session:
         known = pipeline.known_public_ids(session, album_id, (r["public_id"] for r in resources))
         album = session.get(Album, album_id)
-        if album is None:
-            reconcile_gate.release(album_id)
-            return
-        reached = not full and pipeline.listing_reached_watermark(album, resources, settings.reconcile_overlap)
+        reached = album is not None and not progress.full and pipeline.listing_reached_watermark(
+            album, resources, settings.reconcile_overlap)
     missing = [r for r in resources if r["public_id"] not in known]
     created = []
     for resource in missing:
@@ -226,17 +211,17 @@ def reconcile(self: Task, album_id: str, cursor: str | None = None, started: str
         if result is not None and result.created:
             created.append(result)
     log(logger, logging.INFO, "reconcile page", album_id=album_id, listed=len(resources), missing=len(missing),
-        full=full)
+        full=progress.full)
     for result in created:
         _follow_ups(result, album_id)
-    more = page.get("next_cursor")
-    if more and not reached:
-        _after_commit("next reconcile page",
-                      lambda: reconcile.apply_async(kwargs={**next_run, "cursor": more, "newest": newest}))
+    progress = progress.after(resources, page.get("next_cursor"))
+    if progress.cursor and not reached:
+        with db.session_scope() as session:
+            pipeline.save_reconcile_progress(session, album_id, progress)
+        _after_commit("next reconcile page", lambda: reconcile.apply_async(args=(album_id,), kwargs={"full": full}))
         return
     with db.session_scope() as session:
-        again = pipeline.finish_reconcile(session, album_id, began,
-                                          datetime.fromisoformat(newest) if newest else None, full)
+        again = pipeline.finish_reconcile(session, album_id, progress)
     reconcile_gate.release(album_id)
     if again:
         _after_commit("reconcile", lambda: request_reconcile(album_id))

@@ -1,7 +1,8 @@
 """Durable intent: what the pipeline still owes lives in the database, not only in the queue
 
 images.due_at / pending_since drive re-dispatch and retries; albums record requested
-reconciles, the incremental-reconcile watermark, forms issued and the last recount.
+reconciles, a running reconcile's progress, the incremental-reconcile watermark, forms issued
+and the last recount.
 
 Revision ID: 0003
 Revises: 0002
@@ -28,6 +29,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("reconcile_requested_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("reconcile_watermark", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("full_reconciled_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("reconcile_progress", sa.JSON(), nullable=True))
         batch_op.add_column(sa.Column("form_issued_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("counted_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.create_index("ix_albums_form_issued_at", ["form_issued_at"], unique=False)
@@ -41,7 +43,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("albums", schema=None) as batch_op:
         batch_op.drop_index("ix_albums_form_issued_at")
-        for column in ("counted_at", "form_issued_at", "full_reconciled_at", "reconcile_watermark", "reconcile_requested_at"):
+        for column in ("counted_at", "form_issued_at", "reconcile_progress", "full_reconciled_at", "reconcile_watermark", "reconcile_requested_at"):
             batch_op.drop_column(column)
     with op.batch_alter_table("images", schema=None) as batch_op:
         batch_op.drop_index("ix_images_updated_at")

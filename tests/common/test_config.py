@@ -34,8 +34,11 @@ def test_create_app_refuses_too(settings):
         create_app(settings.with_overrides(env="production", jwt_secret=DEV_JWT_SECRET))
 
 
-def test_bad_numbers_and_waits_longer_than_the_visibility_timeout_are_refused():
+def test_bad_numbers_and_a_visibility_timeout_too_short_for_the_tasks_are_refused():
     with pytest.raises(ConfigError, match="TOKEN_TTL"):
         load_settings({"TOKEN_TTL": "four hours"})
+    with pytest.raises(ConfigError, match="HEAL_INTERVAL"):
+        load_settings({"HEAL_INTERVAL": "often"})
     with pytest.raises(ConfigError, match="BROKER_VISIBILITY_TIMEOUT"):
-        load_settings({"BROKER_VISIBILITY_TIMEOUT": "600", "RATE_LIMIT_MAX_WAIT": "900"})
+        load_settings({"BROKER_VISIBILITY_TIMEOUT": "5"})
+    assert load_settings({"BROKER_VISIBILITY_TIMEOUT": "120"}).queue_max_countdown == 30

@@ -139,7 +139,7 @@ def test_owed_reconciles_requested_active_and_after_a_broker_loss(seed_album):
     started = utcnow()
     newest = utcnow() - timedelta(minutes=1)
     with db.session_scope() as session:
-        assert not pipeline.finish_reconcile(session, SEED_ALBUM, started, newest, full=True)
+        assert not pipeline.finish_reconcile(session, SEED_ALBUM, pipeline.ReconcileProgress(started, None, newest, True))
     with db.session_scope() as session:
         assert pipeline.albums_to_reconcile(session, settings) == []  # covered
         album = session.get(Album, SEED_ALBUM)
@@ -156,7 +156,7 @@ def test_owed_reconciles_requested_active_and_after_a_broker_loss(seed_album):
     with db.session_scope() as session:
         session.get(Album, SEED_ALBUM).reconcile_requested_at = utcnow() + timedelta(seconds=1)
     with db.session_scope() as session:
-        assert pipeline.finish_reconcile(session, SEED_ALBUM, utcnow(), None, full=False)
+        assert pipeline.finish_reconcile(session, SEED_ALBUM, pipeline.ReconcileProgress(utcnow()))
 
 
 def test_the_incremental_listing_stops_below_the_watermark(seed_album):
@@ -189,3 +189,24 @@ def test_reprocess_is_owed_from_its_commit(seed_album):
     image = _image(image_id)
     assert (meta, thumbs, image.error, image.thumbnails_status) == (False, True, None, "pending")
     assert image.due_at is not None and image.pending_since is not None
+
+
+def test_a_reconcile_resumes_from_its_stored_progress(seed_album):
+    with db.session_scope() as session:
+        album = session.get(Album, SEED_ALBUM)
+        fresh = pipeline.reconcile_progress(album, full=False)
+        assert fresh.cursor is None and not fresh.full
+        page = [{"created_at": "2026-11-27T12:05:00Z"}, {"created_at": "2026-11-27T11:00:00Z"}]
+        done_one = fresh.after(page, "cursor-2")
+        assert done_one.cursor == "cursor-2" and done_one.newest == pipeline._parse_time("2026-11-27T12:05:00Z")
+        pipeline.save_reconcile_progress(session, SEED_ALBUM, done_one)
+    with db.session_scope() as session:
+        album = session.get(Album, SEED_ALBUM)
+        assert pipeline.reconcile_progress(album, full=False) == done_one  # the next message, or heal, resumes
+        restarted = pipeline.reconcile_progress(album, full=True)  # a full walk asked for: from the top
+        assert restarted.cursor is None and restarted.full
+        assert not pipeline.finish_reconcile(session, SEED_ALBUM, done_one.after([], None))
+    with db.session_scope() as session:
+        album = session.get(Album, SEED_ALBUM)
+        assert album.reconcile_progress is None
+        assert pipeline._aware(album.reconcile_watermark) == pipeline._parse_time("2026-11-27T12:05:00Z")

@@ -80,7 +80,6 @@ class Stack:
             "CLOUDINARY_URL": self.emulator.cloudinary_url,
             "PUBLIC_URL": self.web_url,
             "BROKER_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
-            "RATE_LIMIT_MAX_WAIT": str(VISIBILITY_TIMEOUT // 2),
             "STAGE_LEASE": str(STAGE_LEASE),
             "HEAL_INTERVAL": str(HEAL_INTERVAL),
             # The budget tests give the emulator a budget of a few calls: keep only one back.
