@@ -209,7 +209,7 @@ def _budget_from(response: Any) -> None:
     reset = getattr(response, "rate_limit_reset_at", None)
     remaining = getattr(response, "rate_limit_remaining", None)
     if reset is not None:
-        admin_budget.record(remaining, float(calendar.timegm(reset)))
+        admin_budget.record(remaining, float(calendar.timegm(reset)), getattr(response, "rate_limit_allowed", None))
 
 
 def _admin_call(reserve: int, call: Any, *args: Any, **kwargs: Any) -> Any:

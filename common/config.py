@@ -91,7 +91,8 @@ class Settings:
     #: The incremental reconcile lists this far below the last watermark (clock skew, listings
     #: that show a fresh upload late).
     reconcile_overlap: int = 600
-    #: Reconcile leaves this many Admin API calls of each window unspent (other users of the account).
+    #: Reconcile leaves this many Admin API calls of each window unspent for the account's other
+    #: users (at most a tenth of the window's limit).
     admin_budget_reserve: int = 50
     flower_user: str = "admin"
     flower_password: str = "admin"

@@ -84,14 +84,18 @@ class AdminBudget(_UsesRedis):
     no longer has. While the budget is unknown (a new window, or Redis lost it) one caller at a
     time probes it; the others wait for that answer instead of all calling at once."""
 
-    KEY = "cloudinary:admin_budget"  # hash: remaining, reset_at
+    KEY = "cloudinary:admin_budget"  # hash: remaining, reset_at, limit
     PROBE_KEY = "cloudinary:admin_budget:probe"
     #: How long a probe may take before another caller may probe in its place.
     PROBE_TIMEOUT_MS = 15000
 
-    # Take one call if more than ARGV[1] remain; else answer when to ask again.
+    # Take one call if more than the reserve remain; else answer when to ask again. The reserve
+    # is ARGV[1], at most a tenth of the window's limit (a small plan's budget is not all reserve).
     _ACQUIRE = """
     local now = tonumber(ARGV[2])
+    local reserve = tonumber(ARGV[1])
+    local limit = redis.call('HGET', KEYS[1], 'limit')
+    if limit then reserve = math.min(reserve, math.floor(tonumber(limit) / 10)) end
     local remaining = redis.call('HGET', KEYS[1], 'remaining')
     local reset_at = redis.call('HGET', KEYS[1], 'reset_at')
     if remaining and tonumber(reset_at) <= now then
@@ -104,7 +108,7 @@ class AdminBudget(_UsesRedis):
         end
         return {0, tostring(now + 1)}
     end
-    if tonumber(remaining) > tonumber(ARGV[1]) then
+    if tonumber(remaining) > reserve then
         redis.call('HINCRBY', KEYS[1], 'remaining', -1)
         return {1, reset_at}
     end
@@ -120,6 +124,7 @@ class AdminBudget(_UsesRedis):
     local stored_reset = tonumber(redis.call('HGET', KEYS[1], 'reset_at') or '0')
     local stored_remaining = tonumber(redis.call('HGET', KEYS[1], 'remaining') or '-1')
     redis.call('DEL', KEYS[2])
+    if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'limit', ARGV[3]) end
     if reset_at > stored_reset + 1 or stored_remaining < 0 then
         redis.call('HSET', KEYS[1], 'remaining', remaining, 'reset_at', ARGV[2])
     elseif reset_at >= stored_reset - 1 then
@@ -131,11 +136,12 @@ class AdminBudget(_UsesRedis):
     return 1
     """
 
-    def record(self, remaining: int | None, reset_at: float | None) -> None:
+    def record(self, remaining: int | None, reset_at: float | None, limit: int | None = None) -> None:
         """Store what an Admin API answer said (its headers)."""
         if remaining is None or reset_at is None:
             return
-        self.r.eval(self._RECORD, 2, self.KEY, self.PROBE_KEY, int(remaining), float(reset_at))
+        self.r.eval(self._RECORD, 2, self.KEY, self.PROBE_KEY, int(remaining), float(reset_at),
+                    "" if limit is None else int(limit))
 
     def exhausted(self, reset_at: float | None, fallback_wait: float = 60.0) -> float:
         """Cloudinary answered 420/429: nothing left until ``reset_at``. Without it, the reset

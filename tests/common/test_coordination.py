@@ -108,6 +108,13 @@ def test_reserve_is_left_for_others(r):
     assert budget.acquire(reserve=0) == 0
 
 
+def test_the_reserve_is_at_most_a_tenth_of_a_small_plans_limit(r):
+    budget = AdminBudget(r)
+    budget.record(remaining=3, reset_at=time.time() + 30, limit=20)
+    assert budget.acquire(reserve=50) == 0  # 3 left > min(50, 20 // 10)
+    assert budget.acquire(reserve=50) > 0  # 2 left: the reserve
+
+
 def test_exhausted_waits_until_the_reset_then_goes(r):
     budget = AdminBudget(r)
     budget.exhausted(time.time() + 0.2)
