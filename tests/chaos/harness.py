@@ -157,6 +157,7 @@ class Burst:
 @dataclass
 class Outcome:
     scenario: str
+    album: str
     photos: int
     ready: int
     failed: dict[str, str]
@@ -218,7 +219,7 @@ def converge(burst: Burst, timeout: float) -> Outcome:
     faults = stack.emulator.get_faults()
     finished = time.monotonic()
     return Outcome(
-        scenario="", photos=n, ready=ready, failed=failed, rows=rows, missing=missing, images_count=count,
+        scenario="", album=album, photos=n, ready=ready, failed=failed, rows=rows, missing=missing, images_count=count,
         cover_exact=cover_ok,
         admin_calls=stats["admin_calls"], admin_budget=int(faults["admin_budget"]),
         rate_limited=stats["rate_limited"],

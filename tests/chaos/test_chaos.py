@@ -49,3 +49,44 @@ def test_every_photo_converges(chaos: ChaosStack, scenario: Scenario, tmp_path) 
     assert outcome.rate_limited == 0 and outcome.admin_calls <= outcome.admin_budget, outcome
     assert outcome.converged_after <= CONVERGE_WITHIN, outcome
     assert outcome.count_lag <= COUNT_WITHIN, outcome
+
+
+def test_delete_and_reprocess_with_redis_down_complete_once_it_is_back(chaos: ChaosStack, tmp_path) -> None:
+    """Either complete or change nothing: with the broker gone, DELETE and reprocess still commit
+    their intent and answer; heal carries them out once Redis is back (restarted empty)."""
+    import time
+
+    from common import db
+    from common.models import Image
+    from tests.e2e.stack import wait_for
+
+    outcome = run(chaos, SCENARIOS[0], 3, tmp_path, timeout=60)
+    assert outcome.ready == 3
+    album = outcome.album
+    images = chaos.images(album)
+    victim, kept = images[0], images[1]
+    destroys_before = chaos.emulator.stats()["calls"]["destroy"]
+    explicit_before = chaos.emulator.stats()["calls"]["explicit"]
+    chaos.redis.kill()
+    try:
+        deleted = chaos.api("DELETE", f"/api/v1/albums/{album}/images/{victim['id']}", album)
+        assert deleted.status_code == 202, deleted.text
+        redone = chaos.api("POST", f"/api/v1/albums/{album}/reprocess", album, json={"mode": "all"})
+        assert redone.status_code == 202 and redone.json()["images"] == 2, redone.text
+        assert [i["id"] for i in chaos.images(album)] == [kept["id"], images[2]["id"]]
+        time.sleep(2)
+    finally:
+        chaos.redis.start()
+    back = time.monotonic()
+
+    def carried_out() -> bool:
+        with db.session_scope() as session:
+            gone = session.get(Image, victim["id"]).destroyed_at is not None
+        stats = chaos.emulator.stats()["calls"]
+        return gone and stats["destroy"] > destroys_before and stats["explicit"] >= explicit_before + 4
+
+    wait_for(carried_out, CONVERGE_WITHIN, what="the destroy and the reprocess after Redis came back")
+    assert all(i["status"] == "ready" for i in chaos.wait_all_ready(album, 2, timeout=CONVERGE_WITHIN))
+    wait_for(lambda: chaos.album(album)["images_count"] == 2, COUNT_WITHIN, what="the count after the delete")
+    print(f"\ndelete and reprocess carried out {time.monotonic() - back:.1f} s after Redis came back")
+
