@@ -1,0 +1,84 @@
+"""Delivery: ``GET /<cloud>/image/<type>/[s--SIG--/][<transformation>/][v<version>/]<public_id>[.<ext>]``."""
+from __future__ import annotations
+
+from flask import Blueprint, Response, send_file
+
+from cloudinary_emulator import signing, transform
+from cloudinary_emulator.derived import render_derived
+from cloudinary_emulator.errors import CloudinaryError
+from cloudinary_emulator.state import state
+from cloudinary_emulator.storage import Asset
+from cloudinary_emulator.urls import DELIVERY_TYPES, SIGNED_TYPES, parse_delivery_path, string_to_sign
+
+delivery = Blueprint("delivery", __name__)
+
+MAX_AGE = 2592000
+
+
+@delivery.get("/<cloud>/image/<type_>/<path:rest>")
+def delivery_endpoint(cloud: str, type_: str, rest: str) -> Response:
+    st = state()
+    st.stats.call("delivery")
+    if cloud != st.settings.cloud_name:
+        raise CloudinaryError(404, f"Unknown cloud {cloud}")
+    return deliver(type_, rest)
+
+
+def deliver(type_: str, rest: str) -> Response:
+    st = state()
+    settings = st.settings
+    path = parse_delivery_path(rest)
+    if type_ not in DELIVERY_TYPES:
+        raise CloudinaryError(404, f"Resource not found - {rest}")
+    # A signature, when present, must be right; authenticated and private need one.
+    if path.signature is not None or type_ in SIGNED_TYPES:
+        algorithms = [settings.signature_algorithm] if settings.signature_algorithm else ["sha1", "sha256"]
+        if path.signature is None or not signing.url_signature_matches(
+                path.signature, string_to_sign(path), settings.api_secret, algorithms):
+            raise CloudinaryError(401, "Invalid or missing URL signature")
+    try:
+        parsed = transform.parse(path.transformation)
+    except transform.TransformationError as exc:
+        raise CloudinaryError(400, str(exc)) from None
+    asset, ext = find_delivered(type_, path.source)
+    fmt = parsed.format or ext or asset.info.format
+    if fmt not in transform.CONTENT_TYPES:
+        raise CloudinaryError(400, f"Unsupported format - {fmt}")
+    headers = {"Cache-Control": f"public, max-age={MAX_AGE}", "Access-Control-Allow-Origin": "*"}
+    if not parsed.steps or all(_is_noop(s) for s in parsed.steps):
+        if fmt == asset.info.format and parsed.quality is None:
+            response = send_file(st.storage.path_of(asset.file_name),
+                                 mimetype=transform.CONTENT_TYPES[fmt], etag=asset.info.etag,
+                                 conditional=True, max_age=MAX_AGE)
+            response.headers["Access-Control-Allow-Origin"] = "*"
+            return response
+    if fmt not in transform.OUTPUT_FORMATS:
+        raise CloudinaryError(400, f"Unsupported format - {fmt}")
+    data, derived = render_derived(asset, parsed, fmt)
+    if data is None:
+        response = send_file(st.storage.path_of(derived.file_name, derived=True),
+                             mimetype=transform.CONTENT_TYPES[fmt], etag=derived.key[:32],
+                             conditional=True, max_age=MAX_AGE)
+    else:
+        response = Response(data, mimetype=transform.CONTENT_TYPES[fmt], headers=headers)
+        response.set_etag(derived.key[:32])
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+def _is_noop(step: transform.Step) -> bool:
+    return step.width is None and step.height is None
+
+
+def find_delivered(type_: str, source: str) -> tuple[Asset, str | None]:
+    """The asset a delivery path names: ``pid.ext`` first, then the whole source as the id."""
+    storage = state().storage
+    stem, dot, ext = source.rpartition(".")
+    if dot and "/" not in ext and ext:
+        asset = storage.get(type_, stem)
+        if asset is not None:
+            return asset, ext.lower()
+    asset = storage.get(type_, source)
+    if asset is None:
+        raise CloudinaryError(404, f"Resource not found - {source}")
+    return asset, None

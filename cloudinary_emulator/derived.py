@@ -1,0 +1,107 @@
+"""Derived images: rendering (cached), eager answers, and ``eager_async`` in the background."""
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from flask import current_app
+from PIL import Image
+
+from cloudinary_emulator import transform
+from cloudinary_emulator.analysis import detect_faces
+from cloudinary_emulator.errors import CloudinaryError
+from cloudinary_emulator.state import public_host, state
+from cloudinary_emulator.storage import Asset, Derived
+from cloudinary_emulator.urls import build_url
+
+log = logging.getLogger(__name__)
+
+Eager = list[tuple[str, transform.Transformation]]
+
+
+def render_derived(asset: Asset, parsed: transform.Transformation, fmt: str) -> tuple[bytes | None, Derived]:
+    """Render (or reuse) one derived image; returns (bytes or None if cached, Derived)."""
+    storage = state().storage
+    key_text = derived_text(parsed)
+    cached = storage.get_derived(asset, key_text, fmt)
+    if cached is not None:
+        return None, cached
+    with Image.open(storage.path_of(asset.file_name)) as original:
+        original.load()
+        result = transform.apply(original, parsed, detect_faces_any)
+        data = transform.encode(result, fmt, parsed.quality)
+        width, height = result.width, result.height
+    return data, storage.put_derived(asset, key_text, fmt, data, width, height)
+
+
+def detect_faces_any(image: Image.Image) -> list[list[int]]:
+    return detect_faces(image.convert("RGB"))
+
+
+def derived_text(parsed: transform.Transformation) -> str:
+    """The transformation as it appears in the derived URL (the format goes in the extension)."""
+    return parsed.text
+
+
+def derived_url(asset: Asset, parsed: transform.Transformation, fmt: str, host: str) -> str:
+    settings = state().settings
+    return build_url(cloud_name=settings.cloud_name, secret=settings.api_secret, host=host,
+                     type_=asset.type, public_id=asset.public_id, fmt=fmt,
+                     version=asset.version, transformation=derived_text(parsed))
+
+
+def eager_entries(asset: Asset, eager: Eager, host: str) -> list[dict[str, Any]]:
+    """Render each eager transformation; the answer's ``eager`` list."""
+    out = []
+    for text, parsed in eager:
+        fmt = parsed.format or asset.info.format
+        _, derived = render_derived(asset, parsed, fmt)
+        url = derived_url(asset, parsed, fmt, host)
+        out.append({"transformation": text, "width": derived.width, "height": derived.height,
+                    "bytes": derived.bytes, "format": fmt, "url": url, "secure_url": url})
+    return out
+
+
+def pending_eager(asset: Asset, eager: Eager, host: str, batch_id: str) -> list[dict[str, Any]]:
+    out = []
+    for text, parsed in eager:
+        url = derived_url(asset, parsed, parsed.format or asset.info.format, host)
+        out.append({"status": "processing", "batch_id": batch_id, "transformation": text,
+                    "url": url, "secure_url": url})
+    return out
+
+
+def start_eager_async(asset: Asset, eager: Eager, notify_url: str | None) -> list[dict[str, Any]]:
+    """Queue the renders; the eager notification follows when they are done."""
+    st = state()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    host = public_host()
+    batch_id = uuid.uuid4().hex
+
+    def run() -> None:
+        with app.test_request_context(base_url=f"http://{host}"):
+            try:
+                entries = eager_entries(asset, eager, host)
+            except Exception:  # noqa: BLE001 - a background job has nobody to answer to
+                log.exception("eager render failed for %s", asset.public_id)
+                return
+            if notify_url:
+                st.notifier.notify(notify_url, {
+                    "notification_type": "eager", "eager": entries, "public_id": asset.public_id,
+                    "asset_id": asset.asset_id, "type": asset.type, "resource_type": "image",
+                    "batch_id": batch_id})
+
+    st.jobs.submit(run)
+    return pending_eager(asset, eager, host, batch_id)
+
+
+def parse_eager_param(params: dict[str, Any]) -> Eager:
+    value = params.get("eager")
+    if not value:
+        return []
+    text = "|".join(value) if isinstance(value, list) else str(value)
+    try:
+        return transform.parse_eager(text)
+    except transform.TransformationError as exc:
+        raise CloudinaryError(400, str(exc)) from None
