@@ -1,12 +1,17 @@
-"""The emulator's own controls under ``/_emulator``: health, faults, stats, reset."""
+"""The emulator's own controls under ``/_emulator``: health, faults, stats, reset, seed."""
 from __future__ import annotations
 
 from typing import Any
 
+import base64
+import binascii
+
 from flask import Blueprint, request
 
 from cloudinary_emulator.errors import CloudinaryError
+from cloudinary_emulator.analysis import InvalidImage
 from cloudinary_emulator.faults import FaultError, Faults
+from cloudinary_emulator.seeding import SeedError, seed
 from cloudinary_emulator.state import state
 
 controls = Blueprint("controls", __name__, url_prefix="/_emulator")
@@ -46,3 +51,24 @@ def reset() -> dict[str, Any]:
     if isinstance(body, dict) and body.get("faults"):
         st.faults.replace(Faults())
     return {"result": "ok", "faults": st.faults.get().to_dict()}
+
+
+@controls.post("/seed")
+def seed_assets() -> dict[str, Any]:
+    """Bulk seeding (a test aid, see ``seeding.py``): JSON ``{"count", "tags", "prefix", "type",
+    "start", "interval", "file"}``, ``file`` being base64 image bytes (default: a generated JPEG)."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise CloudinaryError(400, "Seed takes a JSON object")
+    known = {"count", "tags", "prefix", "type", "start", "interval", "file"}
+    if unknown := set(body) - known:
+        raise CloudinaryError(400, f"Unknown seed keys: {', '.join(sorted(unknown))}")
+    try:
+        data = base64.b64decode(body["file"], validate=True) if body.get("file") else None
+        return seed(state().storage, count=body.get("count", 0), tags=body.get("tags") or [],
+                    prefix=str(body.get("prefix", "seed/")), type_=str(body.get("type", "upload")),
+                    start=body.get("start"), interval=float(body.get("interval", 1.0)), data=data)
+    except InvalidImage:
+        raise CloudinaryError(400, "Invalid image file") from None
+    except (SeedError, TypeError, ValueError, binascii.Error) as exc:
+        raise CloudinaryError(400, f"Invalid seed: {exc}") from None

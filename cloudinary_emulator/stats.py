@@ -4,7 +4,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-CALL_KINDS = ("upload", "explicit", "destroy", "admin_resource", "admin_resources_by_tag",
+CALL_KINDS = ("upload", "explicit", "destroy", "admin_resource", "admin_resources_by_tag", "admin_resources",
               "admin_delete_resources", "delivery")
 NOTIFICATION_KINDS = ("sent", "failed", "dropped", "duplicated")
 

@@ -171,8 +171,8 @@ def handle_explicit() -> dict[str, Any]:
 def handle_destroy() -> dict[str, Any]:
     st = state()
     _, type_, public_id = signed_asset_request()
-    found = st.storage.delete(type_, public_id)
-    return {"result": "ok" if found else "not found"}
+    derived = st.storage.delete(type_, public_id)
+    return {"result": "not found" if derived is None else "ok"}
 
 
 UPLOAD_ACTIONS: dict[str, Callable[[], dict[str, Any]]] = {
