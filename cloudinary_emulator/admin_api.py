@@ -7,6 +7,8 @@ import email.utils
 import hashlib
 import hmac
 import json
+import re
+import secrets
 from dataclasses import replace
 from datetime import datetime, timezone
 from functools import wraps
@@ -17,9 +19,9 @@ from flask import Blueprint, Response, jsonify, request
 from cloudinary_emulator.errors import CloudinaryError, error_response
 from cloudinary_emulator.faults import BudgetDecision
 from cloudinary_emulator.params import is_true, validate_type
-from cloudinary_emulator.resources import asset_response, listing_entry
+from cloudinary_emulator.resources import asset_response, derived_entry, listing_entry
 from cloudinary_emulator.state import check_cloud, inject_api_faults, state
-from cloudinary_emulator.storage import Listing, sort_key
+from cloudinary_emulator.storage import Asset, Listing, sort_key
 from cloudinary_emulator.urls import DELIVERY_TYPES
 
 admin_api = Blueprint("admin_api", __name__)
@@ -174,35 +176,151 @@ def resource(resource_type: str, type_: str, public_id: str) -> dict[str, Any]:
     validate_resource_type(resource_type)
     if type_ not in DELIVERY_TYPES:
         raise CloudinaryError(404, f"Resource not found - {public_id}")
-    asset = state().storage.get(type_, public_id, resource_type)
+    storage = state().storage
+    asset = storage.get(type_, public_id, resource_type)
     if asset is None:
         raise CloudinaryError(404, f"Resource not found - {public_id}")
     body = asset_response(asset, request.args.to_dict(), upload=False)
-    body["derived"] = []
+    body["derived"] = [derived_entry(asset, d) for d in storage.list_derived(asset)]
     return body
 
 
-@admin_api.delete("/v1_1/<cloud>/resources/image/<type_>")
-@admin_call("admin_delete_resources")
-def delete_resources(type_: str) -> dict[str, Any]:
-    validate_type(type_)
+# Cloudinary deletes at most this many per call and says "partial" with a cursor for the rest.
+DELETE_BATCH = 1000
+
+
+def body_params() -> dict[str, Any]:
+    """The JSON body the SDK sends with DELETE, POST and PUT (1.42.2+), else form or query values."""
     payload = request.get_json(silent=True) if request.is_json else None
+    if request.is_json and request.get_data() and payload is None:
+        raise CloudinaryError(400, "Invalid JSON body")
     if isinstance(payload, dict):
-        public_ids = payload.get("public_ids")
-    else:
-        public_ids = request.values.getlist("public_ids[]") or request.values.getlist("public_ids")
-    if isinstance(public_ids, str):
-        public_ids = [public_ids]
-    if not public_ids or not isinstance(public_ids, list) \
-            or not all(isinstance(p, str) for p in public_ids):
-        raise CloudinaryError(400, "Must specify public_ids, prefix or all")
-    if len(public_ids) > 100:
-        raise CloudinaryError(400, "Too many public_ids (at most 100)")
+        return payload
+    values = request.values
+    params: dict[str, Any] = {k: values.get(k) for k in values if not k.endswith("[]")}
+    if "public_ids[]" in values:
+        params["public_ids"] = values.getlist("public_ids[]")
+    return params
+
+
+def delete_assets(assets: list[Asset], more: bool) -> dict[str, Any]:
     storage = state().storage
     deleted: dict[str, str] = {}
     counts: dict[str, dict[str, int]] = {}
-    for pid in public_ids:
-        derived = storage.delete(type_, pid)
-        deleted[pid] = "not_found" if derived is None else "deleted"
-        counts[pid] = {"original": int(derived is not None), "derived": derived or 0}
-    return {"deleted": deleted, "deleted_counts": counts, "partial": False}
+    for asset in assets:
+        derived = storage.delete(asset.type, asset.public_id, asset.resource_type)
+        deleted[asset.public_id] = "not_found" if derived is None else "deleted"
+        counts[asset.public_id] = {"original": int(derived is not None), "derived": derived or 0}
+    body: dict[str, Any] = {"deleted": deleted, "deleted_counts": counts, "partial": more}
+    if more and assets:
+        body["next_cursor"] = encode_cursor(sort_key(assets[-1], True))
+    return body
+
+
+@admin_api.delete("/v1_1/<cloud>/resources/<resource_type>/<type_>")
+@admin_call("admin_delete_resources")
+def delete_resources(resource_type: str, type_: str) -> dict[str, Any]:
+    """``delete_resources`` (public_ids), ``delete_resources_by_prefix``, ``delete_all_resources``."""
+    validate_resource_type(resource_type)
+    validate_type(type_)
+    params = body_params()
+    public_ids = params.get("public_ids")
+    if public_ids is not None:
+        if isinstance(public_ids, str):
+            public_ids = [public_ids]
+        if not public_ids or not isinstance(public_ids, list) \
+                or not all(isinstance(p, str) for p in public_ids):
+            raise CloudinaryError(400, "Must specify public_ids, prefix or all")
+        if len(public_ids) > 100:
+            raise CloudinaryError(400, "Too many public_ids (at most 100)")
+        storage = state().storage
+        found = {pid: storage.get(type_, pid, resource_type) for pid in public_ids}
+        body = delete_assets([a for a in found.values() if a is not None], False)
+        for pid, asset in found.items():
+            if asset is None:
+                body["deleted"][pid] = "not_found"
+                body["deleted_counts"][pid] = {"original": 0, "derived": 0}
+        body["deleted"] = {pid: body["deleted"][pid] for pid in public_ids}
+        return body
+    prefix = params.get("prefix")
+    if prefix is None and not is_true(params.get("all")):
+        raise CloudinaryError(400, "Must specify public_ids, prefix or all")
+    return delete_listed(Listing(resource_type, type=type_, prefix=str(prefix or ""),
+                                 descending=False, limit=DELETE_BATCH))
+
+
+@admin_api.delete("/v1_1/<cloud>/resources/<resource_type>/tags/<path:tag>")
+@admin_call("admin_delete_resources")
+def delete_resources_by_tag(resource_type: str, tag: str) -> dict[str, Any]:
+    validate_resource_type(resource_type)
+    return delete_listed(Listing(resource_type, tag=tag, prefix="", descending=False,
+                                 limit=DELETE_BATCH))
+
+
+def delete_listed(query: Listing) -> dict[str, Any]:
+    assets, more = state().storage.list(query)
+    return delete_assets(assets, more)
+
+
+# -- upload presets ------------------------------------------------------------------------
+
+PRESET_FLAGS = ("unsigned", "disallow_public_id", "live", "name")
+
+
+def preset_body(name: str, unsigned: bool, settings: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "unsigned": unsigned, "settings": settings}
+
+
+def preset_settings(params: dict[str, Any]) -> dict[str, Any]:
+    """The upload parameters a preset stores (what the SDK sends besides the preset's flags)."""
+    return {k: v for k, v in params.items() if k not in PRESET_FLAGS and v not in (None, "")}
+
+
+@admin_api.get("/v1_1/<cloud>/upload_presets")
+@admin_call("admin_upload_presets")
+def upload_presets() -> dict[str, Any]:
+    return {"presets": [preset_body(*p) for p in state().storage.list_presets()]}
+
+
+@admin_api.get("/v1_1/<cloud>/upload_presets/<name>")
+@admin_call("admin_upload_presets")
+def upload_preset(name: str) -> dict[str, Any]:
+    found = state().storage.get_preset(name)
+    if found is None:
+        raise CloudinaryError(404, f"Upload preset {name} not found")
+    return preset_body(name, *found)
+
+
+@admin_api.post("/v1_1/<cloud>/upload_presets")
+@admin_call("admin_upload_presets")
+def create_upload_preset() -> dict[str, Any]:
+    params = body_params()
+    name = str(params.get("name") or "") or secrets.token_hex(5)
+    if not re.fullmatch(r"[A-Za-z0-9_\-]{1,100}", name):
+        raise CloudinaryError(400, f"Invalid upload preset name - {name}")
+    storage = state().storage
+    if storage.get_preset(name) is not None:
+        raise CloudinaryError(409, f"Upload preset {name} already exists")
+    storage.put_preset(name, is_true(params.get("unsigned")), preset_settings(params))
+    return {"message": "created", "name": name}
+
+
+@admin_api.put("/v1_1/<cloud>/upload_presets/<name>")
+@admin_call("admin_upload_presets")
+def update_upload_preset(name: str) -> dict[str, Any]:
+    storage = state().storage
+    found = storage.get_preset(name)
+    if found is None:
+        raise CloudinaryError(404, f"Upload preset {name} not found")
+    params = body_params()
+    unsigned = is_true(params["unsigned"]) if "unsigned" in params else found[0]
+    storage.put_preset(name, unsigned, {**found[1], **preset_settings(params)})
+    return {"message": "updated"}
+
+
+@admin_api.delete("/v1_1/<cloud>/upload_presets/<name>")
+@admin_call("admin_upload_presets")
+def delete_upload_preset(name: str) -> dict[str, Any]:
+    if not state().storage.delete_preset(name):
+        raise CloudinaryError(404, f"Upload preset {name} not found")
+    return {"message": "deleted"}

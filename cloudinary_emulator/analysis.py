@@ -57,6 +57,9 @@ class ImageInfo:
     predominant: dict[str, list[list[Any]]] = field(default_factory=dict)
     faces: list[list[int]] = field(default_factory=list)
     image_metadata: dict[str, str] = field(default_factory=dict)
+    illustration_score: float = 0.0
+    semi_transparent: bool = False
+    grayscale: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -13,7 +13,7 @@ from cloudinary_emulator.analysis import detect_faces
 from cloudinary_emulator.errors import CloudinaryError
 from cloudinary_emulator.state import public_host, state
 from cloudinary_emulator.storage import Asset, Derived
-from cloudinary_emulator.urls import build_url
+from cloudinary_emulator.resources import asset_url
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +44,8 @@ def derived_text(parsed: transform.Transformation) -> str:
     return parsed.text
 
 
-def derived_url(asset: Asset, parsed: transform.Transformation, fmt: str, host: str) -> str:
-    settings = state().settings
-    return build_url(cloud_name=settings.cloud_name, secret=settings.api_secret, host=host,
-                     type_=asset.type, public_id=asset.public_id, fmt=fmt,
-                     version=asset.version, transformation=derived_text(parsed))
+def derived_url(asset: Asset, parsed: transform.Transformation, fmt: str) -> str:
+    return asset_url(asset, derived_text(parsed), fmt)
 
 
 def eager_entries(asset: Asset, eager: Eager, host: str) -> list[dict[str, Any]]:
@@ -57,7 +54,7 @@ def eager_entries(asset: Asset, eager: Eager, host: str) -> list[dict[str, Any]]
     for text, parsed in eager:
         fmt = parsed.format or asset.info.format
         _, derived = render_derived(asset, parsed, fmt)
-        url = derived_url(asset, parsed, fmt, host)
+        url = derived_url(asset, parsed, fmt)
         out.append({"transformation": text, "width": derived.width, "height": derived.height,
                     "bytes": derived.bytes, "format": fmt, "url": url, "secure_url": url})
     return out
@@ -66,7 +63,7 @@ def eager_entries(asset: Asset, eager: Eager, host: str) -> list[dict[str, Any]]
 def pending_eager(asset: Asset, eager: Eager, host: str, batch_id: str) -> list[dict[str, Any]]:
     out = []
     for text, parsed in eager:
-        url = derived_url(asset, parsed, parsed.format or asset.info.format, host)
+        url = derived_url(asset, parsed, parsed.format or asset.info.format)
         out.append({"status": "processing", "batch_id": batch_id, "transformation": text,
                     "url": url, "secure_url": url})
     return out

@@ -11,10 +11,8 @@ from werkzeug.datastructures import FileStorage
 from cloudinary_emulator.errors import CloudinaryError
 from cloudinary_emulator.urls import DELIVERY_TYPES
 
-# One path segment of a public_id: letters (Unicode too), digits and a few safe marks; no
-# leading dot, so neither "." nor ".." nor hidden names can appear. Storage names are hashes,
-# so this guards URLs and listings rather than the file system.
-SEGMENT_RE = re.compile(r"^[\w\-@+=~,!()][\w\-@+=~,!(). ]*$")
+# Characters Cloudinary refuses in a public_id (its upload reference), plus control characters.
+FORBIDDEN_PUBLIC_ID_CHARS = frozenset("?&#\\%<>") | {chr(c) for c in range(32)} | {chr(127)}
 MAX_PUBLIC_ID = 255
 TRUE_VALUES = {"1", "true", "yes", "on"}
 
@@ -40,14 +38,43 @@ def form_params() -> tuple[dict[str, Any], FileStorage | None]:
 
 
 def validate_public_id(public_id: str) -> str:
-    """Reject ids that could escape a folder or break URLs; folders like ``album/p1`` pass."""
-    if not public_id or len(public_id) > MAX_PUBLIC_ID or public_id.startswith("/") \
-            or public_id.endswith("/") or "\\" in public_id:
-        raise CloudinaryError(400, f"Invalid public_id {public_id!r}")
-    for segment in public_id.split("/"):
-        if not SEGMENT_RE.match(segment) or segment.endswith(" "):
-            raise CloudinaryError(400, f"Invalid public_id {public_id!r}")
+    """Cloudinary's public_id rules: a leading ``/`` is trimmed; no ``? & # \\ % < >``, no
+    leading/trailing space or trailing ``/``, at most 255 characters. Empty folders and ``.``/``..``
+    segments are refused too (URLs would resolve them away). Storage names are hashes, so no
+    public_id reaches the file system either way."""
+    public_id = public_id.lstrip("/")
+    invalid = CloudinaryError(400, f"Invalid public_id {public_id!r}: it may not contain"
+                                   " ? & # \\ % < >, nor start or end with a space or end with /")
+    if not public_id or len(public_id) > MAX_PUBLIC_ID or public_id.endswith("/") \
+            or public_id != public_id.strip(" ") or FORBIDDEN_PUBLIC_ID_CHARS & set(public_id):
+        raise invalid
+    if any(segment in ("", ".", "..") for segment in public_id.split("/")):
+        raise invalid
     return public_id
+
+
+def parse_context(value: Any) -> dict[str, str]:
+    """``alt=x|caption=a\\|b`` (the SDK's ``encode_context``: ``=`` and ``|`` escaped with ``\\``)."""
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    pairs: dict[str, str] = {}
+    for item in re.split(r"(?<!\\)\|", str(value or "")):
+        if not item:
+            continue
+        key, sep, val = _split_pair(item)
+        if not sep:
+            raise CloudinaryError(400, f"Invalid context - {item}")
+        pairs[_unescape(key)] = _unescape(val)
+    return pairs
+
+
+def _split_pair(item: str) -> tuple[str, str, str]:
+    parts = re.split(r"(?<!\\)=", item, maxsplit=1)
+    return (parts[0], "=", parts[1]) if len(parts) == 2 else (parts[0], "", "")
+
+
+def _unescape(text: str) -> str:
+    return text.replace("\\=", "=").replace("\\|", "|")
 
 
 def validate_type(type_: str) -> str:

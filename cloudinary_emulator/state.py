@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from flask import current_app, request
 
+from cloudinary_emulator.chunks import ChunkAssembler
 from cloudinary_emulator.errors import CloudinaryError
 from cloudinary_emulator.faults import AdminBudget, FaultState
 from cloudinary_emulator.notifications import Notifier
@@ -33,6 +34,7 @@ class EmulatorState:
             timeout=settings.notification_timeout, workers=settings.notification_workers)
         # eager_async renders run here, off the request thread.
         self.jobs = ThreadPoolExecutor(max_workers=4, thread_name_prefix="eager")
+        self.chunks = ChunkAssembler(self.storage.tmp, settings.max_file_size)
         self.cursor_key = hashlib.sha256(b"cursor" + settings.api_secret.encode()).digest()
 
     def shutdown(self) -> None:

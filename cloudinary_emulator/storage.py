@@ -62,6 +62,11 @@ CREATE TABLE IF NOT EXISTS derived (
     file_name TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS derived_by_asset ON derived (asset_seq);
+CREATE TABLE IF NOT EXISTS presets (
+    name TEXT PRIMARY KEY,
+    unsigned INTEGER NOT NULL,
+    settings TEXT NOT NULL
+);
 """
 
 # Data dirs written before resource types existed (schema 0): same rows, image only.
@@ -319,6 +324,70 @@ class Storage:
                 self.path_of(name, derived=True).unlink(missing_ok=True)
             return len(stale)
 
+    def put_extra(self, asset: Asset) -> None:
+        with self._lock:
+            self._db.execute("UPDATE assets SET extra = ? WHERE seq = ?",
+                             (json.dumps(asset.extra), asset.seq))
+
+    def set_tags(self, asset: Asset, tags: list[str]) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("DELETE FROM tags WHERE seq = ?", (asset.seq,))
+            self._db.executemany(
+                "INSERT OR IGNORE INTO tags (seq, tag, resource_type, created_at) VALUES (?, ?, ?, ?)",
+                [(asset.seq, t, asset.resource_type, asset.created_at) for t in tags])
+            self._db.execute("COMMIT")
+        asset.tags = list(tags)
+
+    def untag_all(self, tag: str, resource_type: str, keep: set[int]) -> None:
+        """Take ``tag`` off every asset of ``resource_type`` but those in ``keep`` (set_exclusive)."""
+        with self._lock:
+            placeholders = ",".join("?" * len(keep)) or "NULL"
+            self._db.execute(f"DELETE FROM tags WHERE tag = ? AND resource_type = ?"
+                             f" AND seq NOT IN ({placeholders})", (tag, resource_type, *keep))
+
+    def rename(self, asset: Asset, to_type: str, to_public_id: str, overwrite: bool) -> Asset | None:
+        """Move ``asset`` to a new type/public_id (derived copies are dropped); None when the
+        target exists and ``overwrite`` is false."""
+        with self._lock:
+            target = self.get(to_type, to_public_id, asset.resource_type)
+            if target is not None and target.seq != asset.seq and not overwrite:
+                return None
+            self._db.execute("BEGIN IMMEDIATE")
+            stale = self._remove_rows(target.seq) if target is not None and target.seq != asset.seq else []
+            stale += [r["file_name"] for r in self._db.execute(
+                "SELECT file_name FROM derived WHERE asset_seq = ?", (asset.seq,))]
+            self._db.execute("DELETE FROM derived WHERE asset_seq = ?", (asset.seq,))
+            self._db.execute("UPDATE assets SET type = ?, public_id = ? WHERE seq = ?",
+                             (to_type, to_public_id, asset.seq))
+            self._db.execute("COMMIT")
+            if target is not None and target.seq != asset.seq:
+                self._unlink_if_unused(target.file_name)
+            for name in stale:
+                self.path_of(name, derived=True).unlink(missing_ok=True)
+            return self.get(to_type, to_public_id, asset.resource_type)
+
+    # -- upload presets --------------------------------------------------------------------
+
+    def get_preset(self, name: str) -> tuple[bool, dict[str, Any]] | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM presets WHERE name = ?", (name,)).fetchone()
+        return (bool(row["unsigned"]), json.loads(row["settings"])) if row else None
+
+    def put_preset(self, name: str, unsigned: bool, settings: dict[str, Any]) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO presets (name, unsigned, settings) VALUES (?, ?, ?)",
+                             (name, int(unsigned), json.dumps(settings)))
+
+    def delete_preset(self, name: str) -> bool:
+        with self._lock:
+            return self._db.execute("DELETE FROM presets WHERE name = ?", (name,)).rowcount > 0
+
+    def list_presets(self) -> list[tuple[str, bool, dict[str, Any]]]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM presets ORDER BY name").fetchall()
+        return [(r["name"], bool(r["unsigned"]), json.loads(r["settings"])) for r in rows]
+
     def list(self, query: Listing) -> tuple[list[Asset], bool]:
         """One page of a listing, and whether more follow.
 
@@ -366,7 +435,7 @@ class Storage:
         """Forget every asset and file (``/_emulator/reset``)."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
-            for table in ("assets", "tags", "derived"):
+            for table in ("assets", "tags", "derived", "presets"):
                 self._db.execute(f"DELETE FROM {table}")
             self._db.execute("COMMIT")
             for folder in (self.originals, self.derived_dir):

@@ -89,7 +89,7 @@ def parse(text: str) -> Transformation:
             elif key == "f":
                 if value != "auto" and value not in OUTPUT_FORMATS:
                     raise TransformationError(f"Invalid format - {value}")
-                result.format = None if value == "auto" else _normal_format(value)
+                result.format = None if value == "auto" else normal_format(value)
             elif key == "q":
                 result.quality = _quality(value)
             elif key == "b":
@@ -100,8 +100,13 @@ def parse(text: str) -> Transformation:
     return result
 
 
-def _normal_format(fmt: str) -> str:
+def normal_format(fmt: str) -> str:
     return "jpg" if fmt == "jpeg" else fmt
+
+
+def format_of(image: Image.Image) -> str:
+    """Cloudinary's format name of a decoded image (``jpg``, ``png`` ...)."""
+    return normal_format((image.format or "jpeg").lower())
 
 
 def _quality(value: str) -> int | None:
@@ -139,7 +144,7 @@ def parse_eager(text: str) -> list[tuple[str, Transformation]]:
                 raise TransformationError(f"Invalid format - {fmt}")
         parsed = parse("/".join(parts))
         if fmt:
-            parsed.format = _normal_format(fmt)
+            parsed.format = normal_format(fmt)
         out.append((entry, parsed))
     if not out:
         raise TransformationError("Invalid eager transformation")
