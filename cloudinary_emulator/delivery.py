@@ -1,6 +1,8 @@
 """Delivery: ``GET /<cloud>/image/<type>/[s--SIG--/][<transformation>/][v<version>/]<public_id>[.<ext>]``."""
 from __future__ import annotations
 
+import mimetypes
+
 from flask import Blueprint, Response, send_file
 
 from cloudinary_emulator import signing, transform
@@ -8,34 +10,57 @@ from cloudinary_emulator.derived import render_derived
 from cloudinary_emulator.errors import CloudinaryError
 from cloudinary_emulator.state import state
 from cloudinary_emulator.storage import Asset
-from cloudinary_emulator.urls import DELIVERY_TYPES, SIGNED_TYPES, parse_delivery_path, string_to_sign
+from cloudinary_emulator.urls import (
+    DELIVERY_TYPES, SIGNED_TYPES, DeliveryPath, parse_delivery_path, string_to_sign)
 
 delivery = Blueprint("delivery", __name__)
 
 MAX_AGE = 2592000
 
 
-@delivery.get("/<cloud>/image/<type_>/<path:rest>")
-def delivery_endpoint(cloud: str, type_: str, rest: str) -> Response:
+@delivery.get("/<cloud>/<resource_type>/<type_>/<path:rest>")
+def delivery_endpoint(cloud: str, resource_type: str, type_: str, rest: str) -> Response:
     st = state()
     st.stats.call("delivery")
     if cloud != st.settings.cloud_name:
         raise CloudinaryError(404, f"Unknown cloud {cloud}")
-    return deliver(type_, rest)
-
-
-def deliver(type_: str, rest: str) -> Response:
-    st = state()
-    settings = st.settings
-    path = parse_delivery_path(rest)
     if type_ not in DELIVERY_TYPES:
         raise CloudinaryError(404, f"Resource not found - {rest}")
-    # A signature, when present, must be right; authenticated and private need one.
+    path = parse_delivery_path(rest)
+    check_signature(path, type_)
+    if resource_type == "raw":
+        return deliver_raw(type_, path)
+    if resource_type != "image":
+        raise CloudinaryError(404, f"Resource not found - {rest}")
+    return deliver(type_, path)
+
+
+def check_signature(path: DeliveryPath, type_: str) -> None:
+    """A signature, when present, must be right; authenticated and private need one."""
+    settings = state().settings
     if path.signature is not None or type_ in SIGNED_TYPES:
         algorithms = [settings.signature_algorithm] if settings.signature_algorithm else ["sha1", "sha256"]
         if path.signature is None or not signing.url_signature_matches(
                 path.signature, string_to_sign(path), settings.api_secret, algorithms):
             raise CloudinaryError(401, "Invalid or missing URL signature")
+
+
+def deliver_raw(type_: str, path: DeliveryPath) -> Response:
+    """A raw file as stored (no transformation applies to raw)."""
+    if path.transformation:
+        raise CloudinaryError(400, "Transformations are not supported for raw files")
+    asset = state().storage.get(type_, path.source, "raw")
+    if asset is None:
+        raise CloudinaryError(404, f"Resource not found - {path.source}")
+    mimetype = mimetypes.guess_type(asset.public_id)[0] or "application/octet-stream"
+    response = send_file(state().storage.path_of(asset.file_name), mimetype=mimetype,
+                         etag=asset.info.etag, conditional=True, max_age=MAX_AGE)
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+def deliver(type_: str, path: DeliveryPath) -> Response:
+    st = state()
     try:
         parsed = transform.parse(path.transformation)
     except transform.TransformationError as exc:
