@@ -95,16 +95,59 @@ def analyse(data: bytes) -> ImageInfo:
         etag=hashlib.md5(data).hexdigest(), pages=getattr(image, "n_frames", 1) or 1,
     )
     try:
-        info.image_metadata = exif_strings(image)
+        info.image_metadata = {**container_metadata(image), **exif_strings(image)}
     except Exception:  # noqa: BLE001 - a mangled EXIF block must not fail the upload
         log.warning("unreadable EXIF ignored", exc_info=True)
+    info.semi_transparent = semi_transparent(image)
     # EXIF orientation is applied by Cloudinary before analysis, so faces match what is seen.
     rgb = ImageOps.exif_transpose(image).convert("RGB")
     info.phash = str(imagehash.phash(rgb))
     info.colors = dominant_colors(rgb)
+    info.grayscale, info.illustration_score = colour_character(rgb)
     info.predominant = {"google": predominant_palette(info.colors)}
     info.faces = detect_faces(rgb)
     return info
+
+
+# Pillow's modes in the words of Cloudinary's image_metadata "Colorspace".
+COLORSPACES = {"RGB": "RGB", "RGBA": "RGB", "L": "Gray", "LA": "Gray", "1": "Gray", "P": "RGB",
+               "CMYK": "CMYK", "YCbCr": "YCbCr", "I;16": "Gray"}
+
+
+def container_metadata(image: Image.Image) -> dict[str, str]:
+    """The non-EXIF keys Cloudinary's ``image_metadata`` has: JFIFVersion, Colorspace, DPI."""
+    out: dict[str, str] = {}
+    jfif = image.info.get("jfif_version")
+    if jfif:
+        out["JFIFVersion"] = f"{jfif[0]}.{jfif[1]:02d}"
+    out["Colorspace"] = COLORSPACES.get(image.mode, image.mode)
+    dpi = image.info.get("dpi")
+    if dpi and dpi[0]:
+        out["DPI"] = str(round(float(dpi[0])))
+    return out
+
+
+def semi_transparent(image: Image.Image) -> bool:
+    """True when some pixel is partly or wholly transparent."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        alpha = image.convert("RGBA").getchannel("A")
+        return alpha.getextrema()[0] < 255
+    return False
+
+
+def colour_character(rgb: Image.Image) -> tuple[bool, float]:
+    """``grayscale`` and an ``illustration_score`` (0 photo .. 1 illustration).
+
+    Cloudinary's score comes from a trained model; this one is a stated heuristic: flat
+    drawings use few distinct colours, photos many, on a 64 px copy.
+    """
+    small, _ = _reduced(rgb, 64)
+    pixels = np.asarray(small, dtype=np.int16)
+    grayscale = bool(np.abs(pixels[..., 0] - pixels[..., 1]).max() <= 2
+                     and np.abs(pixels[..., 1] - pixels[..., 2]).max() <= 2)
+    distinct = len(np.unique((pixels // 8).reshape(-1, 3), axis=0))
+    share = distinct / max(1, min(pixels.shape[0] * pixels.shape[1], 4096))
+    return grayscale, round(max(0.0, 1.0 - min(1.0, share * 4)), 2)
 
 
 def exif_strings(image: Image.Image) -> dict[str, str]:

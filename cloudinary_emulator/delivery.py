@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import mimetypes
 
-from flask import Blueprint, Response, send_file
+from flask import Blueprint, Response, request, send_file
 
 from cloudinary_emulator import signing, transform
 from cloudinary_emulator.derived import render_derived
@@ -67,32 +67,42 @@ def deliver(type_: str, path: DeliveryPath) -> Response:
         raise CloudinaryError(400, str(exc)) from None
     asset, ext = find_delivered(type_, path.source)
     fmt = parsed.format or ext or asset.info.format
+    if parsed.auto_format:
+        fmt = auto_format(fmt)
     if fmt not in transform.CONTENT_TYPES:
         raise CloudinaryError(400, f"Unsupported format - {fmt}")
-    headers = {"Cache-Control": f"public, max-age={MAX_AGE}", "Access-Control-Allow-Origin": "*"}
-    if not parsed.steps or all(_is_noop(s) for s in parsed.steps):
-        if fmt == asset.info.format and parsed.quality is None:
-            response = send_file(st.storage.path_of(asset.file_name),
-                                 mimetype=transform.CONTENT_TYPES[fmt], etag=asset.info.etag,
-                                 conditional=True, max_age=MAX_AGE)
-            response.headers["Access-Control-Allow-Origin"] = "*"
-            return response
-    if fmt not in transform.OUTPUT_FORMATS:
-        raise CloudinaryError(400, f"Unsupported format - {fmt}")
-    data, derived = render_derived(asset, parsed, fmt)
-    if data is None:
-        response = send_file(st.storage.path_of(derived.file_name, derived=True),
-                             mimetype=transform.CONTENT_TYPES[fmt], etag=derived.key[:32],
+    if not any(s.changes_pixels for s in parsed.steps) and fmt == asset.info.format \
+            and parsed.quality is None:
+        response = send_file(st.storage.path_of(asset.file_name),
+                             mimetype=transform.CONTENT_TYPES[fmt], etag=asset.info.etag,
                              conditional=True, max_age=MAX_AGE)
     else:
-        response = Response(data, mimetype=transform.CONTENT_TYPES[fmt], headers=headers)
-        response.set_etag(derived.key[:32])
+        if fmt not in transform.OUTPUT_FORMATS:
+            raise CloudinaryError(400, f"Unsupported format - {fmt}")
+        data, derived = render_derived(asset, parsed, fmt)
+        if data is None:
+            response = send_file(st.storage.path_of(derived.file_name, derived=True),
+                                 mimetype=transform.CONTENT_TYPES[fmt], etag=derived.key[:32],
+                                 conditional=True, max_age=MAX_AGE)
+        else:
+            response = Response(data, mimetype=transform.CONTENT_TYPES[fmt],
+                                headers={"Cache-Control": f"public, max-age={MAX_AGE}"})
+            response.set_etag(derived.key[:32])
     response.headers["Access-Control-Allow-Origin"] = "*"
+    if parsed.auto_format:
+        response.headers["Vary"] = "Accept"
     return response
 
 
-def _is_noop(step: transform.Step) -> bool:
-    return step.width is None and step.height is None
+def auto_format(requested: str) -> str:
+    """f_auto: AVIF or WebP when the browser's Accept header takes them, else the asked format
+    (a format browsers cannot show, such as TIFF, becomes JPEG)."""
+    accept = request.headers.get("Accept", "")
+    if "image/avif" in accept and "avif" in transform.OUTPUT_FORMATS:
+        return "avif"
+    if "image/webp" in accept:
+        return "webp"
+    return requested if requested in ("jpg", "png", "gif") else "jpg"
 
 
 def find_delivered(type_: str, source: str) -> tuple[Asset, str | None]:

@@ -13,7 +13,7 @@ import cloudinary.utils
 import pytest
 import requests
 from cloudinary.exceptions import BadRequest, NotFound
-from PIL import Image
+from PIL import Image, ImageChops
 
 from tests.cloudinary_emulator.parity.conftest import Cloud
 
@@ -38,6 +38,11 @@ def test_upload_applies_transformation_format_and_context(cloud: Cloud) -> None:
     assert (result["width"], result["format"]) == (100, "png")
     assert result["context"] == {"custom": {"alt": "a=b|c", "caption": "x"}}
     assert result["api_key"] == cloudinary.config().api_key
+    analysed = cloudinary.uploader.upload(str(PHOTOS / "astronaut.jpg"), public_id=cloud.made_asset(
+        cloud.pid("t2")), colors=True, image_metadata=True)
+    assert isinstance(analysed["grayscale"], bool) and isinstance(analysed["semi_transparent"], bool)
+    assert 0 <= analysed["illustration_score"] <= 1
+    assert analysed["image_metadata"]["JFIFVersion"] == "1.01"
     stored = fetch(result["secure_url"])
     assert stored.headers["Content-Type"] == "image/png" and image_of(stored).width == 100
     resource = cloudinary.api.resource(pid)
@@ -166,3 +171,32 @@ def test_signed_url_of_an_authenticated_asset(cloud: Cloud) -> None:
     assert image_of(fetch(url)).width == 40
     unsigned = cloudinary.utils.cloudinary_url(pid, type="authenticated", format="jpg")[0]
     assert requests.get(unsigned, timeout=30).status_code in (401, 404)
+
+
+def test_f_auto_follows_accept_and_common_effects_render(cloud: Cloud) -> None:
+    pid = cloud.made_asset(cloud.pid("fx"))
+    cloudinary.uploader.upload(SMALL, public_id=pid)
+
+    def url(**options: object) -> str:
+        return cloudinary.utils.cloudinary_url(pid, **options)[0]
+
+    auto = url(fetch_format="auto", width=64, crop="scale")
+    assert fetch(auto, Accept="image/avif,image/webp,*/*").headers["Content-Type"] == "image/avif"
+    assert fetch(auto, Accept="image/webp,*/*").headers["Content-Type"] == "image/webp"
+    assert fetch(auto, Accept="image/*").headers["Content-Type"] == "image/jpeg"
+    grey = image_of(fetch(url(effect="grayscale", width=64, crop="scale", format="png"))).convert("RGB")
+    red, green, blue = grey.split()
+    assert ImageChops.difference(red, green).getbbox() is None
+    assert ImageChops.difference(green, blue).getbbox() is None
+    for effect in ("blur", "blur:300", "sharpen", "sharpen:50"):
+        assert image_of(fetch(url(effect=effect, width=64, crop="scale", format="jpg"))).width == 64
+    circle = image_of(fetch(url(radius="max", width=64, height=64, crop="fill", format="png")))
+    assert circle.mode == "RGBA" and circle.getpixel((0, 0))[3] == 0 and circle.getpixel((32, 32))[3] == 255
+    rounded_jpg = image_of(fetch(url(radius=20, width=64, height=64, crop="fill", format="jpg")))
+    assert min(rounded_jpg.getpixel((0, 0))) > 240  # JPEG has no alpha: the corner is white
+    turned = image_of(fetch(url(width=60, height=30, crop="fill", angle=90, format="png")))
+    assert turned.size == (30, 60)
+    faded = image_of(fetch(url(opacity=50, width=32, crop="scale", format="png")))
+    assert 120 <= faded.getpixel((16, 16))[3] <= 135
+    padded = image_of(fetch(url(width=80, height=40, crop="pad", background="red", format="png")))
+    assert padded.convert("RGB").getpixel((0, 20)) == (255, 0, 0)
