@@ -29,10 +29,11 @@ GOOGLE_PALETTE: dict[str, tuple[int, int, int]] = {
 }
 
 # Analysis reads one reduced copy, decoded once: faces, colours and pHash all come from it.
-# 640 px keeps every fixture (all at most 640 px) at full size, so their figures hold, and
-# bounds the cost of a large photo (bench/emulator_upload.py). JPEGs are decoded straight at
+# 512 px keeps every fixture's faces and pHash exactly as at full size (checked for all six),
+# and bounds the cost of a large photo: Haar face detection dominates and grows with the
+# pixels it scans (bench/emulator_upload.py). JPEGs are decoded straight at
 # a reduced scale (libjpeg's DCT scaling, 1/2 to 1/8): a 2 MP photo never exists at full size.
-ANALYSIS_MAX_SIDE = 640
+ANALYSIS_MAX_SIDE = 512
 FACE_MAX_SIDE = ANALYSIS_MAX_SIDE
 COLOR_MAX_SIDE = 128
 MAX_COLORS = 32

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import logging
 import re
 import secrets
@@ -18,19 +17,18 @@ from pathlib import PurePosixPath
 from typing import Any, Callable
 
 from flask import Blueprint, Response, current_app, jsonify, request
-from PIL import Image
 from werkzeug.datastructures import FileStorage
 
 from cloudinary_emulator import signing, transform
-from cloudinary_emulator.analysis import InvalidImage, analyse, open_image
+from cloudinary_emulator.analysis import InvalidImage, open_image
 from cloudinary_emulator.derived import eager_entries, parse_eager_param, start_eager_async
 from cloudinary_emulator.errors import CloudinaryError
 from cloudinary_emulator.params import (
     form_params, is_true, iso_utc, parse_context, parse_tags, validate_public_id, validate_type)
 from cloudinary_emulator.resources import asset_response
 from cloudinary_emulator.state import check_cloud, inject_api_faults, public_host, state
-from cloudinary_emulator.storage import Asset
 from cloudinary_emulator.media import identify
+from cloudinary_emulator.storage import Asset
 
 log = logging.getLogger(__name__)
 
@@ -300,7 +298,7 @@ def handle_explicit(resource_type: str) -> dict[str, Any]:
     refuse_unsupported(params)
     asset = existing(resource_type, type_, public_id)
     storage = state().storage
-    if params.get("tags") is not None and "tags" in params:
+    if "tags" in params:
         storage.set_tags(asset, parse_tags(params.get("tags")))
     if params.get("context"):
         asset.extra["context"] = parse_context(params["context"])
