@@ -12,13 +12,17 @@ from typing import Any
 import cv2
 import imagehash
 import numpy as np
+import pillow_heif
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+
+# Phones upload HEIC/HEIF: Pillow reads them once pillow-heif registers its opener.
+pillow_heif.register_heif_opener()
 
 log = logging.getLogger(__name__)
 
 # Cloudinary's format names for what Pillow detects.
 FORMAT_NAMES = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "BMP": "bmp",
-                "TIFF": "tiff", "ICO": "ico", "MPO": "jpg"}
+                "TIFF": "tiff", "ICO": "ico", "MPO": "jpg", "HEIF": "heic", "AVIF": "avif"}
 
 # Reference colours of the "google" predominant palette (the names Cloudinary answers with).
 GOOGLE_PALETTE: dict[str, tuple[int, int, int]] = {
@@ -65,6 +69,14 @@ class ImageInfo:
     illustration_score: float = 0.0
     semi_transparent: bool = False
     grayscale: bool = False
+    # Videos (and audio) only: what Cloudinary answers about them (see video.py).
+    duration: float | None = None
+    frame_rate: float | None = None
+    bit_rate: int | None = None
+    nb_frames: int | None = None
+    is_audio: bool | None = None
+    video: dict[str, Any] = field(default_factory=dict)
+    audio: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

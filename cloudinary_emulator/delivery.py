@@ -5,7 +5,7 @@ import mimetypes
 
 from flask import Blueprint, Response, request, send_file
 
-from cloudinary_emulator import signing, transform
+from cloudinary_emulator import signing, transform, video
 from cloudinary_emulator.derived import render_derived
 from cloudinary_emulator.errors import CloudinaryError
 from cloudinary_emulator.state import state
@@ -30,9 +30,9 @@ def delivery_endpoint(cloud: str, resource_type: str, type_: str, rest: str) -> 
     check_signature(path, type_)
     if resource_type == "raw":
         return deliver_raw(type_, path)
-    if resource_type != "image":
+    if resource_type not in ("image", "video"):
         raise CloudinaryError(404, f"Resource not found - {rest}")
-    return deliver(type_, path)
+    return deliver(resource_type, type_, path)
 
 
 def check_signature(path: DeliveryPath, type_: str) -> None:
@@ -59,33 +59,49 @@ def deliver_raw(type_: str, path: DeliveryPath) -> Response:
     return response
 
 
-def deliver(type_: str, path: DeliveryPath) -> Response:
+def content_type(fmt: str) -> str | None:
+    return transform.CONTENT_TYPES.get(fmt) or video.VIDEO_CONTENT_TYPES.get(fmt)
+
+
+def deliver(resource_type: str, type_: str, path: DeliveryPath) -> Response:
+    """An image or video, as stored or transformed; a video's frame as an image (``.jpg``).
+
+    Files go out through ``send_file``: conditional requests and HTTP ``Range`` (206) work, which
+    a browser's video player needs."""
     st = state()
     try:
         parsed = transform.parse(path.transformation)
     except transform.TransformationError as exc:
         raise CloudinaryError(400, str(exc)) from None
-    asset, ext = find_delivered(type_, path.source)
+    if resource_type == "image" and (parsed.start_offset is not None or parsed.trims):
+        raise CloudinaryError(400, "so_, eo_ and du_ apply to videos only")
+    asset, ext = find_delivered(type_, path.source, resource_type)
     fmt = parsed.format or ext or asset.info.format
     if parsed.auto_format:
-        fmt = auto_format(fmt)
-    if fmt not in transform.CONTENT_TYPES:
+        fmt = auto_format(fmt if resource_type == "image" else "jpg")
+    mimetype = content_type(fmt)
+    if mimetype is None:
         raise CloudinaryError(400, f"Unsupported format - {fmt}")
-    if not any(s.changes_pixels for s in parsed.steps) and fmt == asset.info.format \
-            and parsed.quality is None:
-        response = send_file(st.storage.path_of(asset.file_name),
-                             mimetype=transform.CONTENT_TYPES[fmt], etag=asset.info.etag,
-                             conditional=True, max_age=MAX_AGE)
+    unchanged = not any(s.changes_pixels for s in parsed.steps) and parsed.quality is None \
+        and parsed.start_offset is None and not parsed.trims
+    if unchanged and fmt == asset.info.format:
+        response = send_file(st.storage.path_of(asset.file_name), mimetype=mimetype,
+                             etag=asset.info.etag, conditional=True, max_age=MAX_AGE)
     else:
-        if fmt not in transform.OUTPUT_FORMATS:
+        renderable = fmt in transform.OUTPUT_FORMATS or (
+            resource_type == "video" and fmt in video.ENCODERS)
+        if not renderable:
             raise CloudinaryError(400, f"Unsupported format - {fmt}")
-        data, derived = render_derived(asset, parsed, fmt)
-        if data is None:
-            response = send_file(st.storage.path_of(derived.file_name, derived=True),
-                                 mimetype=transform.CONTENT_TYPES[fmt], etag=derived.key[:32],
+        try:
+            data, derived = render_derived(asset, parsed, fmt)
+        except transform.TransformationError as exc:
+            raise CloudinaryError(400, str(exc)) from None
+        cached = st.storage.path_of(derived.file_name, derived=True)
+        if cached.exists():
+            response = send_file(cached, mimetype=mimetype, etag=derived.key[:32],
                                  conditional=True, max_age=MAX_AGE)
-        else:
-            response = Response(data, mimetype=transform.CONTENT_TYPES[fmt],
+        else:  # the asset changed while rendering: answer once, uncached
+            response = Response(data, mimetype=mimetype,
                                 headers={"Cache-Control": f"public, max-age={MAX_AGE}"})
             response.set_etag(derived.key[:32])
     response.headers["Access-Control-Allow-Origin"] = "*"
@@ -105,15 +121,15 @@ def auto_format(requested: str) -> str:
     return requested if requested in ("jpg", "png", "gif") else "jpg"
 
 
-def find_delivered(type_: str, source: str) -> tuple[Asset, str | None]:
+def find_delivered(type_: str, source: str, resource_type: str = "image") -> tuple[Asset, str | None]:
     """The asset a delivery path names: ``pid.ext`` first, then the whole source as the id."""
     storage = state().storage
     stem, dot, ext = source.rpartition(".")
     if dot and "/" not in ext and ext:
-        asset = storage.get(type_, stem)
+        asset = storage.get(type_, stem, resource_type)
         if asset is not None:
             return asset, ext.lower()
-    asset = storage.get(type_, source)
+    asset = storage.get(type_, source, resource_type)
     if asset is None:
         raise CloudinaryError(404, f"Resource not found - {source}")
     return asset, None

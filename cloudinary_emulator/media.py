@@ -1,4 +1,5 @@
-"""What an upload is: an image (analysed), or a raw file; ``auto`` decides as Cloudinary does."""
+"""What an upload is: an image (analysed), a video or audio (probed), or a raw file; ``auto``
+decides in that order, as Cloudinary does."""
 from __future__ import annotations
 
 import hashlib
@@ -9,6 +10,7 @@ from typing import Callable
 
 from PIL import Image, UnidentifiedImageError
 
+from cloudinary_emulator import video
 from cloudinary_emulator.analysis import ImageInfo, InvalidImage, analyse
 from cloudinary_emulator.errors import CloudinaryError
 
@@ -26,8 +28,12 @@ def identify(resource_type: str, data: bytes, filename: str | None, prepare_imag
         except InvalidImage:
             if resource_type == "image":
                 raise CloudinaryError(400, "Invalid image file") from None
-    if resource_type == "video":
-        raise CloudinaryError(400, "Invalid video file")
+    if resource_type in ("video", "auto"):
+        try:
+            return "video", video.probe(data, filename), data
+        except video.InvalidVideo:
+            if resource_type == "video":
+                raise CloudinaryError(400, "Invalid video file") from None
     return "raw", raw_info(data, filename), data
 
 

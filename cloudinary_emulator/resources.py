@@ -63,6 +63,8 @@ def asset_response(asset: Asset, flags: dict[str, Any], *, upload: bool = True) 
         body["original_filename"] = asset.original_filename
     if asset.resource_type == "image":
         body.update(image_analysis(asset, flags))
+    if asset.resource_type == "video":
+        body.update(video_details(asset))
     if upload:
         body["api_key"] = settings.api_key
     return body
@@ -84,6 +86,20 @@ def image_analysis(asset: Asset, flags: dict[str, Any]) -> dict[str, Any]:
         out["phash"] = info.phash
     if is_true(flags.get("image_metadata")) or is_true(flags.get("media_metadata")):
         out["image_metadata"] = info.image_metadata
+    return out
+
+
+def video_details(asset: Asset) -> dict[str, Any]:
+    """The keys Cloudinary adds for a video (or audio) asset."""
+    info = asset.info
+    out: dict[str, Any] = {}
+    if info.video:
+        out["video"] = dict(info.video)
+    if info.audio:
+        out["audio"] = dict(info.audio)
+    out.update({"is_audio": bool(info.is_audio), "frame_rate": info.frame_rate,
+                "bit_rate": info.bit_rate, "duration": info.duration, "rotation": 0,
+                "nb_frames": info.nb_frames})
     return out
 
 

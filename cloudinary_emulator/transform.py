@@ -24,6 +24,7 @@ if features.check("avif"):
     OUTPUT_FORMATS["avif"] = "AVIF"
 CONTENT_TYPES = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png",
                  "webp": "image/webp", "gif": "image/gif", "bmp": "image/bmp", "avif": "image/avif",
+                 "heic": "image/heic", "heif": "image/heif",
                  "tiff": "image/tiff", "ico": "image/x-icon"}
 # A transformation component: comma-separated ``key_value`` pairs with short lowercase keys.
 COMPONENT_RE = re.compile(r"^[a-z]{1,3}_[^,/]+(,[a-z]{1,3}_[^,/]+)*$")
@@ -65,6 +66,14 @@ class Transformation:
     quality: int | None = None
     # f_auto: the format is chosen per request from the Accept header.
     auto_format: bool = False
+    # Videos: so_ (seconds, "auto" or "<n>p" percent), eo_ and du_ (seconds).
+    start_offset: float | str | None = None
+    end_offset: float | None = None
+    duration: float | None = None
+
+    @property
+    def trims(self) -> bool:
+        return self.end_offset is not None or self.duration is not None
 
 
 def _dimension(value: str, key: str) -> float:
@@ -109,6 +118,12 @@ def parse(text: str) -> Transformation:
                 result.quality = _quality(value)
             elif key == "b":
                 step.background = _background(value)
+            elif key == "so":
+                result.start_offset = _offset(value)
+            elif key == "eo":
+                result.end_offset = _bounded(value, "end offset", 0, 86400)
+            elif key == "du":
+                result.duration = _bounded(value, "duration", 0, 86400)
             elif key == "e":
                 step.effects.append(_effect(value))
             elif key == "r":
@@ -141,6 +156,15 @@ def _effect(value: str) -> tuple[str, int]:
         return name, 0
     low, high, default = limits
     return name, int(_bounded(strength, f"e_{name} strength", low, high)) if strength else default
+
+
+def _offset(value: str) -> float | str:
+    if value == "auto":
+        return value
+    if value.endswith("p"):
+        _bounded(value[:-1], "start offset", 0, 100)
+        return value
+    return _bounded(value, "start offset", 0, 86400)
 
 
 def _bounded(value: str, what: str, low: float, high: float) -> float:

@@ -259,7 +259,7 @@ def store_upload(resource_type: str, type_: str, public_id: str, data: bytes,
     if old is not None and not overwrite:
         # Still a successful upload call: the client waiting for its webhook gets one.
         body["existing"] = True
-    elif eager and media_type == "image":
+    elif eager and media_type in ("image", "video"):
         if is_true(params.get("eager_async")):
             body["eager"] = start_eager_async(
                 stored, eager, params.get("eager_notification_url") or notify_url)
