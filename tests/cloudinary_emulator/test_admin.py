@@ -12,7 +12,7 @@ import cloudinary.api
 import cloudinary.uploader
 import pytest
 import requests
-from cloudinary.exceptions import AuthorizationRequired, BadRequest, NotFound, RateLimited
+from cloudinary.exceptions import AlreadyExists, AuthorizationRequired, BadRequest, NotFound, RateLimited
 
 from cloudinary_emulator.faults import AdminBudget, Faults
 from cloudinary_emulator.testing import EmulatorProcess
@@ -208,3 +208,19 @@ def test_bulk_seed_lists_like_uploads(emu: EmulatorProcess, photos: Path) -> Non
     assert requests.get(other["url"], timeout=10).status_code == 200
     bad = requests.post(emu.base_url + "/_emulator/seed", json={"count": 0}, timeout=10)
     assert bad.status_code == 400 and "count" in bad.json()["error"]["message"]
+
+
+def test_exclusive_tag_and_remove_all_tags(emu: EmulatorProcess, photos: Path) -> None:
+    for pid in ("x/1", "x/2"):
+        cloudinary.uploader.upload(str(photos / "astronaut-small.jpg"), public_id=pid, tags=["cover", "x"])
+    assert cloudinary.uploader.add_tag("cover", ["x/2"], exclusive=True)["public_ids"] == ["x/2"]
+    assert cloudinary.api.resource("x/1")["tags"] == ["x"]
+    assert cloudinary.api.resource("x/2")["tags"] == ["cover", "x"]
+    assert cloudinary.uploader.remove_all_tags(["x/2", "missing"])["public_ids"] == ["x/2"]
+    assert cloudinary.api.resource("x/2")["tags"] == []
+    with pytest.raises(NotFound):
+        cloudinary.uploader.rename("missing", "elsewhere")
+    cloudinary.uploader.upload(str(photos / "coffee.jpg"), public_id="x/3")
+    with pytest.raises(AlreadyExists):
+        cloudinary.uploader.rename("x/1", "x/3")
+    assert cloudinary.uploader.rename("x/1", "x/3", overwrite=True)["width"] == 256

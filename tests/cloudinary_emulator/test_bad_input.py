@@ -191,3 +191,11 @@ def test_no_stray_files(emu: EmulatorProcess) -> None:
         rel = path.relative_to(emu.data_dir)
         assert rel.parts[0] in allowed or rel.name.startswith("index.sqlite3"), rel
     assert not any(os.scandir(emu.data_dir / "tmp"))
+
+
+def test_image_over_the_megapixel_limit_is_400(emu: EmulatorProcess) -> None:
+    buffer = io.BytesIO()
+    Image.new("L", (5100, 5000)).save(buffer, "PNG")  # 25.5 MP of black compresses to little
+    with pytest.raises(BadRequest, match="Resolution too large. Got 25500000 pixels. Maximum is 25000000"):
+        cloudinary.uploader.upload(buffer.getvalue())
+    assert emu.stats()["uploads"] == 0

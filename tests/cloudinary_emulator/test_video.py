@@ -171,3 +171,12 @@ def test_heic_is_analysed_like_jpeg_and_delivered_as_jpeg_or_webp(emu: EmulatorP
     assert get(auto, Accept="image/*").headers["Content-Type"] == "image/jpeg"
     assert cloudinary.uploader.upload(str(MEDIA / "astronaut.heic"), resource_type="auto")[
         "resource_type"] == "image"
+
+
+def test_upload_large_video_in_chunks(emu: EmulatorProcess) -> None:
+    path = MEDIA / "clip.mp4"
+    result = cloudinary.uploader.upload_large(str(path), resource_type="video", chunk_size=20_000,
+                                              public_id="big/clip")
+    assert result["public_id"] == "big/clip" and result["resource_type"] == "video"
+    assert result["bytes"] == path.stat().st_size and result["duration"] == pytest.approx(3.0, abs=0.05)
+    assert get(result["url"]).content == path.read_bytes()
