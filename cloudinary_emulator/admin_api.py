@@ -18,7 +18,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from cloudinary_emulator.errors import CloudinaryError, error_response
 from cloudinary_emulator.faults import BudgetDecision
-from cloudinary_emulator.params import is_true, validate_type
+from cloudinary_emulator.params import RESOURCE_TYPES, is_true, validate_type
 from cloudinary_emulator.resources import asset_response, derived_entry, listing_entry
 from cloudinary_emulator.state import check_cloud, inject_api_faults, state
 from cloudinary_emulator.storage import Asset, Listing, sort_key
@@ -71,7 +71,6 @@ def admin_call(kind: str) -> Callable[[Callable[..., Any]], Callable[..., Respon
     return decorate
 
 
-RESOURCE_TYPES = ("image", "video", "raw")
 # Cloudinary's spellings of a listing's order; newest first unless asked otherwise.
 DIRECTIONS = {"desc": True, "-1": True, "asc": False, "1": False}
 
@@ -129,7 +128,8 @@ def listing_page(base: Listing) -> dict[str, Any]:
                     after=decode_cursor(cursor, by_public_id) if cursor else None)
     assets, more = state().storage.list(query)
     with_tags = is_true(args.get("tags", "false"))
-    body: dict[str, Any] = {"resources": [listing_entry(a, with_tags) for a in assets]}
+    with_context = is_true(args.get("context", "false"))
+    body: dict[str, Any] = {"resources": [listing_entry(a, with_tags, with_context) for a in assets]}
     if more and assets:
         body["next_cursor"] = encode_cursor(sort_key(assets[-1], by_public_id))
     return body

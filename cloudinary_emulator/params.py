@@ -14,6 +14,7 @@ from cloudinary_emulator.urls import DELIVERY_TYPES
 # Characters Cloudinary refuses in a public_id (its upload reference), plus control characters.
 FORBIDDEN_PUBLIC_ID_CHARS = frozenset("?&#\\%<>") | {chr(c) for c in range(32)} | {chr(127)}
 MAX_PUBLIC_ID = 255
+RESOURCE_TYPES = ("image", "video", "raw")
 TRUE_VALUES = {"1", "true", "yes", "on"}
 
 

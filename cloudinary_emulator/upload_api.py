@@ -24,7 +24,8 @@ from cloudinary_emulator.analysis import InvalidImage, open_image
 from cloudinary_emulator.derived import eager_entries, parse_eager_param, start_eager_async
 from cloudinary_emulator.errors import CloudinaryError
 from cloudinary_emulator.params import (
-    form_params, is_true, iso_utc, parse_context, parse_tags, validate_public_id, validate_type)
+    RESOURCE_TYPES, form_params, is_true, iso_utc, parse_context, parse_tags, validate_public_id,
+    validate_type)
 from cloudinary_emulator.resources import asset_response
 from cloudinary_emulator.state import check_cloud, inject_api_faults, public_host, state
 from cloudinary_emulator.media import identify
@@ -34,7 +35,6 @@ log = logging.getLogger(__name__)
 
 STALE_AFTER_SECONDS = 3600
 PUBLIC_ID_CHARS = string.ascii_lowercase + string.digits
-RESOURCE_TYPES = ("image", "video", "raw")
 # What an unsigned upload may pass besides its preset (Cloudinary's list).
 UNSIGNED_ALLOWED = frozenset({
     "upload_preset", "callback", "public_id", "folder", "asset_folder", "tags", "context",

@@ -47,6 +47,8 @@ def test_upload_applies_transformation_format_and_context(cloud: Cloud) -> None:
     assert stored.headers["Content-Type"] == "image/png" and image_of(stored).width == 100
     resource = cloudinary.api.resource(pid)
     assert resource["context"] == result["context"] and resource["bytes"] == len(stored.content)
+    listed = cloudinary.api.resources(type="upload", prefix=pid, context=True)["resources"]
+    assert [r["context"] for r in listed] == [result["context"]]
 
 
 def test_async_upload_answers_pending_then_exists(cloud: Cloud) -> None:
