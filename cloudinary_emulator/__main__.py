@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="host:port written into delivery URLs (default: the request's Host)")
     p.add_argument("--max-file-size", type=int,
                    default=int(env_default("max_file_size", 20 * 1024 * 1024)), help="bytes")
+    p.add_argument("--max-megapixels", type=float,
+                   default=float(env_default("max_megapixels", 25.0)),
+                   help="larger images are refused (Cloudinary's free plan: 25)")
     p.add_argument("--signature-algorithm", choices=["sha1", "sha256"],
                    default=env_default("signature_algorithm", None),
                    help="accept only this digest (default: SHA-1 or SHA-256); signs notifications")
@@ -65,6 +68,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return Settings(
         **creds, data_dir=args.data_dir, host=args.host, port=args.port,
         public_host=args.public_host, max_file_size=args.max_file_size,
+        max_megapixels=args.max_megapixels,
         signature_algorithm=args.signature_algorithm,
         notification_retries=args.notification_retries,
         notification_retry_delay=args.notification_retry_delay,
@@ -94,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from cloudinary_emulator.app import create_app
 
     app = create_app(settings)
-    # Above Flask's own limit, so an oversized upload gets the Cloudinary-shaped 413 from the app
+    # Above Flask's own limit, so an oversized upload gets the Cloudinary-shaped error from the app
     # rather than waitress's plain-text one.
     body_limit = settings.max_file_size * 4 + 16 * 1024 * 1024
     server = waitress.server.create_server(

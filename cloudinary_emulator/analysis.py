@@ -12,13 +12,17 @@ from typing import Any
 import cv2
 import imagehash
 import numpy as np
+import pillow_heif
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+
+# Phones upload HEIC/HEIF: Pillow reads them once pillow-heif registers its opener.
+pillow_heif.register_heif_opener()
 
 log = logging.getLogger(__name__)
 
 # Cloudinary's format names for what Pillow detects.
 FORMAT_NAMES = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "BMP": "bmp",
-                "TIFF": "tiff", "ICO": "ico", "MPO": "jpg"}
+                "TIFF": "tiff", "ICO": "ico", "MPO": "jpg", "HEIF": "heic", "AVIF": "avif"}
 
 # Reference colours of the "google" predominant palette (the names Cloudinary answers with).
 GOOGLE_PALETTE: dict[str, tuple[int, int, int]] = {
@@ -28,8 +32,13 @@ GOOGLE_PALETTE: dict[str, tuple[int, int, int]] = {
     "purple": (120, 50, 160), "pink": (240, 140, 180), "brown": (120, 75, 35),
 }
 
-# Analysis runs on a reduced copy: fast enough per upload, and the fixtures' figures hold.
-FACE_MAX_SIDE = 1024
+# Analysis reads one reduced copy, decoded once: faces, colours and pHash all come from it.
+# 512 px keeps every fixture's faces and pHash exactly as at full size (checked for all six),
+# and bounds the cost of a large photo: Haar face detection dominates and grows with the
+# pixels it scans (bench/emulator_upload.py). JPEGs are decoded straight at
+# a reduced scale (libjpeg's DCT scaling, 1/2 to 1/8): a 2 MP photo never exists at full size.
+ANALYSIS_MAX_SIDE = 512
+FACE_MAX_SIDE = ANALYSIS_MAX_SIDE
 COLOR_MAX_SIDE = 128
 MAX_COLORS = 32
 
@@ -57,6 +66,17 @@ class ImageInfo:
     predominant: dict[str, list[list[Any]]] = field(default_factory=dict)
     faces: list[list[int]] = field(default_factory=list)
     image_metadata: dict[str, str] = field(default_factory=dict)
+    illustration_score: float = 0.0
+    semi_transparent: bool = False
+    grayscale: bool = False
+    # Videos (and audio) only: what Cloudinary answers about them (see video.py).
+    duration: float | None = None
+    frame_rate: float | None = None
+    bit_rate: int | None = None
+    nb_frames: int | None = None
+    is_audio: bool | None = None
+    video: dict[str, Any] = field(default_factory=dict)
+    audio: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -85,23 +105,79 @@ def format_name(image: Image.Image) -> str:
 
 
 def analyse(data: bytes) -> ImageInfo:
-    """Decode ``data`` and compute every figure Cloudinary can answer with."""
-    image = open_image(data)
+    """Decode ``data`` once and compute every figure Cloudinary can answer with."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            full_width, full_height = image.size
+            if image.format == "JPEG":
+                # Decoding at 1/2..1/8 scale still reads every block, so a truncated file fails.
+                image.draft("RGB", (ANALYSIS_MAX_SIDE, ANALYSIS_MAX_SIDE))
+            image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
+            Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InvalidImage("Invalid image file") from exc
     info = ImageInfo(
-        width=image.width, height=image.height, format=format_name(image), bytes=len(data),
+        width=full_width, height=full_height, format=format_name(image), bytes=len(data),
         etag=hashlib.md5(data).hexdigest(), pages=getattr(image, "n_frames", 1) or 1,
     )
     try:
-        info.image_metadata = exif_strings(image)
+        info.image_metadata = {**container_metadata(image), **exif_strings(image)}
     except Exception:  # noqa: BLE001 - a mangled EXIF block must not fail the upload
         log.warning("unreadable EXIF ignored", exc_info=True)
+    info.semi_transparent = semi_transparent(image)
+    decoded_scale = full_width / image.width
     # EXIF orientation is applied by Cloudinary before analysis, so faces match what is seen.
     rgb = ImageOps.exif_transpose(image).convert("RGB")
-    info.phash = str(imagehash.phash(rgb))
-    info.colors = dominant_colors(rgb)
+    work, scale = _reduced(rgb, ANALYSIS_MAX_SIDE)
+    info.phash = str(imagehash.phash(work))
+    info.colors = dominant_colors(work)
+    info.grayscale, info.illustration_score = colour_character(work)
     info.predominant = {"google": predominant_palette(info.colors)}
-    info.faces = detect_faces(rgb)
+    info.faces = detect_faces(work, scale * decoded_scale)
     return info
+
+
+# Pillow's modes in the words of Cloudinary's image_metadata "Colorspace".
+COLORSPACES = {"RGB": "RGB", "RGBA": "RGB", "L": "Gray", "LA": "Gray", "1": "Gray", "P": "RGB",
+               "CMYK": "CMYK", "YCbCr": "YCbCr", "I;16": "Gray"}
+
+
+def container_metadata(image: Image.Image) -> dict[str, str]:
+    """The non-EXIF keys Cloudinary's ``image_metadata`` has: JFIFVersion, Colorspace, DPI."""
+    out: dict[str, str] = {}
+    jfif = image.info.get("jfif_version")
+    if jfif:
+        out["JFIFVersion"] = f"{jfif[0]}.{jfif[1]:02d}"
+    out["Colorspace"] = COLORSPACES.get(image.mode, image.mode)
+    dpi = image.info.get("dpi")
+    if dpi and dpi[0]:
+        out["DPI"] = str(round(float(dpi[0])))
+    return out
+
+
+def semi_transparent(image: Image.Image) -> bool:
+    """True when some pixel is partly or wholly transparent."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        alpha = image.convert("RGBA").getchannel("A")
+        return alpha.getextrema()[0] < 255
+    return False
+
+
+def colour_character(rgb: Image.Image) -> tuple[bool, float]:
+    """``grayscale`` and an ``illustration_score`` (0 photo .. 1 illustration).
+
+    Cloudinary's score comes from a trained model; this one is a stated heuristic: flat
+    drawings use few distinct colours, photos many, on a 64 px copy.
+    """
+    small, _ = _reduced(rgb, 64)
+    pixels = np.asarray(small, dtype=np.int16)
+    grayscale = bool(np.abs(pixels[..., 0] - pixels[..., 1]).max() <= 2
+                     and np.abs(pixels[..., 1] - pixels[..., 2]).max() <= 2)
+    distinct = len(np.unique((pixels // 8).reshape(-1, 3), axis=0))
+    share = distinct / max(1, min(pixels.shape[0] * pixels.shape[1], 4096))
+    return grayscale, round(max(0.0, 1.0 - min(1.0, share * 4)), 2)
 
 
 def exif_strings(image: Image.Image) -> dict[str, str]:
@@ -184,6 +260,9 @@ def predominant_palette(colors: list[list[Any]]) -> list[list[Any]]:
     return [[name, round(pct, 1)] for name, pct in ranked]
 
 
+# Each request thread runs its own detection; OpenCV's own worker threads on top only fight
+# them for the cores (measured: 0.3 MP analysis median 915 -> 576 ms on a loaded 2-core machine).
+cv2.setNumThreads(1)
 _cascades = threading.local()
 
 
@@ -198,9 +277,11 @@ def _face_cascade() -> cv2.CascadeClassifier:
     return cascade
 
 
-def detect_faces(rgb: Image.Image) -> list[list[int]]:
-    """Frontal faces as ``[x, y, w, h]`` in the original's pixels, top-left first."""
+def detect_faces(rgb: Image.Image, scale_to_original: float = 1.0) -> list[list[int]]:
+    """Frontal faces as ``[x, y, w, h]`` in the original's pixels (``rgb`` being the original
+    shrunk by ``scale_to_original``), top-left first."""
     small, scale = _reduced(rgb, FACE_MAX_SIDE)
+    scale *= scale_to_original
     grey = cv2.cvtColor(np.asarray(small), cv2.COLOR_RGB2GRAY)
     # scaleFactor 1.1 / minNeighbors 5 give exactly one face on astronaut.jpg and none on the
     # other fixtures; 1.05 finds a false second face there.

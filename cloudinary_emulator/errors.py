@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 log = logging.getLogger(__name__)
@@ -38,12 +38,18 @@ def register_error_handlers(app: Flask, max_file_size: int) -> None:
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(exc: RequestEntityTooLarge) -> Response:
-        return error_response(413, f"File size too large. Maximum is {max_file_size}.")
+        # Cloudinary answers an oversized file with 400 and the sizes.
+        got = request.content_length or 0
+        return error_response(400, f"File size too large. Got {got}. Maximum is {max_file_size}.")
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
         status = exc.code or 400
-        messages = {400: "Bad request", 404: "Resource not found", 405: "Method not allowed"}
+        if status == 405:
+            # An unknown route to Cloudinary is a 404 whatever the method; the SDK maps it to
+            # NotFound, where a 405 would surface as a bare Exception.
+            status = 404
+        messages = {400: "Bad request", 404: "Resource not found"}
         return error_response(status, messages.get(status, exc.name))
 
     @app.errorhandler(Exception)

@@ -25,6 +25,8 @@ class Settings:
     # "host:port" put into delivery URLs; None means the Host header of the request.
     public_host: str | None = None
     max_file_size: int = 20 * 1024 * 1024
+    # Cloudinary's free plan: 25 megapixels per image.
+    max_megapixels: float = 25.0
     # None accepts SHA-1 and SHA-256 signatures alike; "sha1"/"sha256" pins one algorithm
     # (and is used for notification signatures; SHA-1 otherwise, as on Cloudinary).
     signature_algorithm: str | None = None

@@ -4,8 +4,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-CALL_KINDS = ("upload", "explicit", "destroy", "admin_resource", "admin_resources_by_tag",
-              "admin_delete_resources", "delivery")
+CALL_KINDS = ("upload", "explicit", "destroy", "tags", "rename", "admin_resource", "admin_resources_by_tag", "admin_resources",
+              "admin_delete_resources", "admin_upload_presets", "delivery")
 NOTIFICATION_KINDS = ("sent", "failed", "dropped", "duplicated")
 
 

@@ -1,6 +1,7 @@
 """Run the emulator as a subprocess from tests: ``with EmulatorProcess(tmp_path) as emu: ...``."""
 from __future__ import annotations
 
+import base64
 import http.server
 import os
 import subprocess
@@ -184,6 +185,24 @@ class EmulatorProcess:
         """Forget all assets, counters and budget use; faults too when ``faults``."""
         response = self._http.post(self.base_url + "/_emulator/reset",
                                    json={"faults": faults}, timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def seed(self, count: int, *, tags: Sequence[str] = (), prefix: str = "seed/",
+             type: str = "upload", start: float | None = None, interval: float = 1.0,
+             image: bytes | None = None) -> dict[str, Any]:
+        """Bulk-write ``count`` assets sharing one image (a test aid, not Cloudinary behaviour).
+
+        Public ids are ``<prefix>0`` .. ``<prefix><count-1>``, created ``interval`` seconds apart
+        from ``start`` (default: so that the last is about now).
+        """
+        body: dict[str, Any] = {"count": count, "tags": list(tags), "prefix": prefix,
+                                "type": type, "interval": interval}
+        if start is not None:
+            body["start"] = start
+        if image is not None:
+            body["file"] = base64.b64encode(image).decode("ascii")
+        response = self._http.post(self.base_url + "/_emulator/seed", json=body, timeout=600)
         response.raise_for_status()
         return response.json()
 

@@ -14,14 +14,17 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
-from PIL import Image, ImageColor, ImageOps
+from PIL import Image, ImageColor, ImageDraw, ImageFilter, ImageOps, features
 
 CROPS = {"scale", "fit", "limit", "fill", "thumb", "pad", "crop", "lfill", "mfit"}
 GRAVITIES = {"center", "faces", "face", "auto", "north", "south", "east", "west",
              "north_east", "north_west", "south_east", "south_west"}
 OUTPUT_FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "gif": "GIF"}
+if features.check("avif"):
+    OUTPUT_FORMATS["avif"] = "AVIF"
 CONTENT_TYPES = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png",
-                 "webp": "image/webp", "gif": "image/gif", "bmp": "image/bmp",
+                 "webp": "image/webp", "gif": "image/gif", "bmp": "image/bmp", "avif": "image/avif",
+                 "heic": "image/heic", "heif": "image/heif",
                  "tiff": "image/tiff", "ico": "image/x-icon"}
 # A transformation component: comma-separated ``key_value`` pairs with short lowercase keys.
 COMPONENT_RE = re.compile(r"^[a-z]{1,3}_[^,/]+(,[a-z]{1,3}_[^,/]+)*$")
@@ -41,6 +44,16 @@ class Step:
     height: float | None = None
     gravity: str = "center"
     background: str | None = None
+    # e_grayscale, e_blur[:strength], e_sharpen[:strength], in the order given.
+    effects: list[tuple[str, int]] = field(default_factory=list)
+    radius: int | str | None = None  # r_<pixels> or r_max
+    angle: float | None = None  # a_<degrees>, clockwise
+    opacity: int | None = None  # o_<0..100>
+
+    @property
+    def changes_pixels(self) -> bool:
+        return any(v is not None for v in (self.width, self.height, self.radius, self.angle,
+                                           self.opacity)) or bool(self.effects)
 
 
 @dataclass
@@ -51,6 +64,16 @@ class Transformation:
     steps: list[Step] = field(default_factory=list)
     format: str | None = None
     quality: int | None = None
+    # f_auto: the format is chosen per request from the Accept header.
+    auto_format: bool = False
+    # Videos: so_ (seconds, "auto" or "<n>p" percent), eo_ and du_ (seconds).
+    start_offset: float | str | None = None
+    end_offset: float | None = None
+    duration: float | None = None
+
+    @property
+    def trims(self) -> bool:
+        return self.end_offset is not None or self.duration is not None
 
 
 def _dimension(value: str, key: str) -> float:
@@ -89,19 +112,74 @@ def parse(text: str) -> Transformation:
             elif key == "f":
                 if value != "auto" and value not in OUTPUT_FORMATS:
                     raise TransformationError(f"Invalid format - {value}")
-                result.format = None if value == "auto" else _normal_format(value)
+                result.format = None if value == "auto" else normal_format(value)
+                result.auto_format = value == "auto"
             elif key == "q":
                 result.quality = _quality(value)
             elif key == "b":
                 step.background = _background(value)
+            elif key == "so":
+                result.start_offset = _offset(value)
+            elif key == "eo":
+                result.end_offset = _bounded(value, "end offset", 0, 86400)
+            elif key == "du":
+                result.duration = _bounded(value, "duration", 0, 86400)
+            elif key == "e":
+                step.effects.append(_effect(value))
+            elif key == "r":
+                step.radius = "max" if value == "max" else int(_bounded(value, "radius", 0, 5000))
+            elif key == "a":
+                step.angle = _bounded(value, "angle", -360, 360)
+            elif key == "o":
+                step.opacity = int(_bounded(value, "opacity", 0, 100))
             else:
                 raise TransformationError(f"Invalid transformation parameter - {key}")
         result.steps.append(step)
     return result
 
 
-def _normal_format(fmt: str) -> str:
+def normal_format(fmt: str) -> str:
     return "jpg" if fmt == "jpeg" else fmt
+
+
+EFFECT_LIMITS = {"grayscale": None, "blur": (1, 2000, 100), "sharpen": (1, 2000, 100)}
+
+
+def _effect(value: str) -> tuple[str, int]:
+    name, _, strength = value.partition(":")
+    if name not in EFFECT_LIMITS:
+        raise TransformationError(f"Invalid effect - {value}")
+    limits = EFFECT_LIMITS[name]
+    if limits is None:
+        if strength:
+            raise TransformationError(f"Invalid effect - {value}")
+        return name, 0
+    low, high, default = limits
+    return name, int(_bounded(strength, f"e_{name} strength", low, high)) if strength else default
+
+
+def _offset(value: str) -> float | str:
+    if value == "auto":
+        return value
+    if value.endswith("p"):
+        _bounded(value[:-1], "start offset", 0, 100)
+        return value
+    return _bounded(value, "start offset", 0, 86400)
+
+
+def _bounded(value: str, what: str, low: float, high: float) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise TransformationError(f"Invalid {what} - {value}") from None
+    if not low <= number <= high:
+        raise TransformationError(f"Invalid {what} - {value}")
+    return number
+
+
+def format_of(image: Image.Image) -> str:
+    """Cloudinary's format name of a decoded image (``jpg``, ``png`` ...)."""
+    return normal_format((image.format or "jpeg").lower())
 
 
 def _quality(value: str) -> int | None:
@@ -139,7 +217,7 @@ def parse_eager(text: str) -> list[tuple[str, Transformation]]:
                 raise TransformationError(f"Invalid format - {fmt}")
         parsed = parse("/".join(parts))
         if fmt:
-            parsed.format = _normal_format(fmt)
+            parsed.format = normal_format(fmt)
         out.append((entry, parsed))
     if not out:
         raise TransformationError("Invalid eager transformation")
@@ -168,6 +246,49 @@ def _target(image: Image.Image, step: Step) -> tuple[int | None, int | None]:
 
 
 def _apply_step(image: Image.Image, step: Step, faces: FaceFinder) -> Image.Image:
+    image = _resize_step(image, step, faces)
+    for name, strength in step.effects:
+        image = _apply_effect(image, name, strength)
+    if step.radius is not None:
+        image = _round_corners(image, step.radius)
+    if step.angle:
+        # Cloudinary turns clockwise; the corners uncovered take the background (else transparent).
+        fill = ImageColor.getrgb(step.background) + (255,) if step.background else (0, 0, 0, 0)
+        image = image.convert("RGBA").rotate(-step.angle, expand=True,
+                                             resample=Image.Resampling.BICUBIC, fillcolor=fill)
+    if step.opacity is not None and step.opacity < 100:
+        image = image.convert("RGBA")
+        alpha = image.getchannel("A").point(lambda a: a * step.opacity // 100)
+        image.putalpha(alpha)
+    return image
+
+
+def _apply_effect(image: Image.Image, name: str, strength: int) -> Image.Image:
+    if name == "grayscale":
+        grey = ImageOps.grayscale(image)
+        return Image.merge("RGBA", (grey,) * 3 + (image.getchannel("A"),)) \
+            if "A" in image.getbands() else grey.convert("RGB")
+    if name == "blur":
+        return image.filter(ImageFilter.GaussianBlur(radius=strength / 20))
+    return image.filter(ImageFilter.UnsharpMask(radius=2, percent=strength, threshold=0))
+
+
+def _round_corners(image: Image.Image, radius: int | str) -> Image.Image:
+    """r_<n>: corners rounded with radius n; r_max: an ellipse (a circle for a square)."""
+    image = image.convert("RGBA")
+    mask = Image.new("L", image.size, 0)
+    draw = ImageDraw.Draw(mask)
+    box = (0, 0, image.width - 1, image.height - 1)
+    if radius == "max":
+        draw.ellipse(box, fill=255)
+    else:
+        draw.rounded_rectangle(box, radius=int(radius), fill=255)
+    alpha = Image.composite(image.getchannel("A"), mask, mask)
+    image.putalpha(alpha)
+    return image
+
+
+def _resize_step(image: Image.Image, step: Step, faces: FaceFinder) -> Image.Image:
     width, height = _target(image, step)
     if width is None and height is None:
         return image
@@ -272,12 +393,16 @@ def encode(image: Image.Image, fmt: str, quality: int | None) -> bytes:
     if pil_format is None:
         raise TransformationError(f"Unsupported delivery format - {fmt}")
     if pil_format == "JPEG" and image.mode not in ("RGB", "L"):
-        image = image.convert("RGB")
-    elif pil_format in ("PNG", "WEBP") and image.mode not in ("RGB", "RGBA", "L", "LA", "P"):
+        # No alpha in JPEG: transparent parts (rounded corners, opacity) become white, as on Cloudinary.
+        image = image.convert("RGBA")
+        flat = Image.new("RGB", image.size, "white")
+        flat.paste(image, mask=image.getchannel("A"))
+        image = flat
+    elif pil_format in ("PNG", "WEBP", "AVIF") and image.mode not in ("RGB", "RGBA", "L", "LA", "P"):
         image = image.convert("RGBA")
     buffer = io.BytesIO()
     options: dict[str, object] = {}
-    if pil_format in ("JPEG", "WEBP"):
+    if pil_format in ("JPEG", "WEBP", "AVIF"):
         options["quality"] = quality or 85
     image.save(buffer, pil_format, **options)
     return buffer.getvalue()

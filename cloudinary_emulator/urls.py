@@ -32,14 +32,14 @@ class DeliveryPath:
 
 
 def build_url(*, cloud_name: str, secret: str, host: str, type_: str, public_id: str,
-              fmt: str, version: int | None, transformation: str = "",
-              signature_algorithm: str = "sha1") -> str:
+              fmt: str | None, version: int | None, transformation: str = "",
+              signature_algorithm: str = "sha1", resource_type: str = "image") -> str:
     """The delivery URL the SDK itself would build for this asset, on the emulator's host."""
     url, _ = cloudinary_url(
         public_id, cloud_name=cloud_name, api_secret=secret, cname=host, secure=False,
         private_cdn=False, cdn_subdomain=False, secure_distribution=None, shorten=False,
         use_root_path=False, auth_token=False, long_url_signature=False,
-        signature_algorithm=signature_algorithm, force_version=True, resource_type="image",
+        signature_algorithm=signature_algorithm, force_version=True, resource_type=resource_type,
         type=type_, format=fmt, version=version, raw_transformation=transformation or None,
         sign_url=type_ in SIGNED_TYPES)
     return url

@@ -50,21 +50,21 @@ def test_non_image_is_400(emu: EmulatorProcess, tmp_path: Path) -> None:
         cloudinary.uploader.upload(str(truncated))
 
 
-def test_oversized_file_is_413(emu: EmulatorProcess, max_file_size: int) -> None:
+def test_oversized_file_is_400_with_the_sizes(emu: EmulatorProcess, max_file_size: int) -> None:
     noise = np.random.default_rng(1).integers(0, 255, (700, 700, 3), dtype=np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(noise).save(buffer, "PNG")
     assert len(buffer.getvalue()) > max_file_size
-    with pytest.raises(Error, match="File size too large"):
+    with pytest.raises(BadRequest, match=f"File size too large. Got [0-9]+. Maximum is {max_file_size}."):
         cloudinary.uploader.upload(buffer.getvalue())
     response = requests.post(f"{emu.base_url}/v1_1/demo/image/upload", data=signed_form(emu),
                              files={"file": ("big.png", buffer.getvalue())}, timeout=30)
-    assert_cloudinary_error(response, 413)
+    assert assert_cloudinary_error(response, 400).startswith("File size too large. Got ")
 
 
 @pytest.mark.parametrize("public_id", [
-    "../escape", "a/../../escape", "/etc/passwd", "album//x", "a\\b", "a\x00b", "a?b", "a#b",
-    "a%2Fb", ".hidden", "x" * 300, "album/", " lead",
+    "../escape", "a/../../escape", "album//x", "a\\b", "a\x00b", "a?b", "a#b", "a&b", "a<b>",
+    "a%2Fb", "x" * 300, "album/", " lead", "trail ", "/",
 ])
 def test_bad_public_id_is_400(emu: EmulatorProcess, photos: Path, public_id: str) -> None:
     parent = emu.data_dir.parent
@@ -76,13 +76,16 @@ def test_bad_public_id_is_400(emu: EmulatorProcess, photos: Path, public_id: str
 
 
 def test_folders_and_odd_but_safe_ids_work(emu: EmulatorProcess, photos: Path) -> None:
-    for public_id in ("album/photo1", "a/b/c-d_e", "x.y", "café/crème brûlée", "v2/w_3"):
+    for public_id in ("album/photo1", "a/b/c-d_e", "x.y", "café/crème brûlée", "v2/w_3", ".dot"):
         result = cloudinary.uploader.upload(str(photos / "astronaut-small.jpg"),
                                             public_id=public_id)
         assert result["public_id"] == public_id
         assert requests.get(result["url"], timeout=10).status_code == 200
     for path in all_files(emu.data_dir):
         assert path.resolve().is_relative_to(emu.data_dir.resolve())
+    # A leading slash is trimmed, as Cloudinary does.
+    trimmed = cloudinary.uploader.upload(str(photos / "astronaut-small.jpg"), public_id="/etc/passwd")
+    assert trimmed["public_id"] == "etc/passwd"
 
 
 def test_truncated_multipart_is_4xx(emu: EmulatorProcess, photos: Path) -> None:
@@ -117,7 +120,11 @@ def test_bad_signature_and_missing_fields(emu: EmulatorProcess, photos: Path) ->
     message = assert_cloudinary_error(
         requests.post(url, data={**form, "public_id": "y"}, files=files, timeout=10), 401)
     assert message == f"Invalid Signature {form['signature']}. String to sign - 'public_id=y&timestamp={form['timestamp']}'."
-    assert_cloudinary_error(requests.post(url, data={"timestamp": "1"}, files=files, timeout=10), 401)
+    # No signature at all is an unsigned upload, which needs a preset.
+    assert assert_cloudinary_error(requests.post(url, data={"timestamp": "1"}, files=files, timeout=10),
+                                   400) == "Upload preset must be specified when using unsigned upload"
+    assert_cloudinary_error(requests.post(url, data={"timestamp": "1", "signature": "x"}, files=files,
+                                          timeout=10), 401)
     assert_cloudinary_error(requests.post(url, data={**form, "timestamp": "soon"}, files=files,
                                           timeout=10), 400)
     assert_cloudinary_error(requests.post(url, data=form, timeout=10), 400)  # no file
@@ -154,7 +161,9 @@ def test_admin_bad_input(emu: EmulatorProcess) -> None:
     assert_cloudinary_error(requests.get(f"{base}/upload/x", auth=("a", "b"), timeout=10), 401)
     assert_cloudinary_error(requests.get(f"{base}/upload/x", timeout=10), 401)
     assert_cloudinary_error(requests.get(f"{emu.base_url}/nowhere", timeout=10), 404)
-    assert_cloudinary_error(requests.put(f"{emu.base_url}/v1_1/demo/image/upload", timeout=10), 405)
+    # Any unknown route, whatever the method, is Cloudinary's JSON 404 (the SDK's NotFound).
+    assert_cloudinary_error(requests.put(f"{emu.base_url}/v1_1/demo/image/upload", timeout=10), 404)
+    assert_cloudinary_error(requests.post(f"{base}/upload", auth=auth, timeout=10), 404)
 
 
 def test_cors_preflight_and_cross_origin_upload(emu: EmulatorProcess, photos: Path) -> None:
@@ -182,3 +191,11 @@ def test_no_stray_files(emu: EmulatorProcess) -> None:
         rel = path.relative_to(emu.data_dir)
         assert rel.parts[0] in allowed or rel.name.startswith("index.sqlite3"), rel
     assert not any(os.scandir(emu.data_dir / "tmp"))
+
+
+def test_image_over_the_megapixel_limit_is_400(emu: EmulatorProcess) -> None:
+    buffer = io.BytesIO()
+    Image.new("L", (5100, 5000)).save(buffer, "PNG")  # 25.5 MP of black compresses to little
+    with pytest.raises(BadRequest, match="Resolution too large. Got 25500000 pixels. Maximum is 25000000"):
+        cloudinary.uploader.upload(buffer.getvalue())
+    assert emu.stats()["uploads"] == 0

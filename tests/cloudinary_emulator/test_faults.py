@@ -72,8 +72,9 @@ def test_duplicated_notifications_are_counted(emu: EmulatorProcess, photos: Path
 
 def test_stats_shape(emu: EmulatorProcess) -> None:
     stats = emu.stats()
-    assert set(stats["calls"]) == {"upload", "explicit", "destroy", "admin_resource",
-                                   "admin_resources_by_tag", "admin_delete_resources", "delivery"}
+    assert set(stats["calls"]) == {"upload", "explicit", "destroy", "tags", "rename",
+                                   "admin_resource", "admin_resources", "admin_resources_by_tag",
+                                   "admin_delete_resources", "admin_upload_presets", "delivery"}
     assert set(stats["notifications"]) == {"sent", "failed", "dropped", "duplicated"}
     for key in ("admin_calls", "uploads", "rate_limited"):
         assert stats[key] == 0

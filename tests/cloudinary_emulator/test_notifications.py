@@ -68,3 +68,13 @@ def test_eager_async_notification(emu: EmulatorProcess, photos: Path, receiver: 
     assert (entry["width"], entry["height"]) == (64, 64)
     assert entry["url"] == answer["eager"][0]["url"]
     assert emu.wait_for_stats(lambda s: s["notifications"]["sent"] >= 1)["notifications"]["sent"] == 1
+
+
+def test_only_200_counts_as_delivered(emu: EmulatorProcess, photos: Path, receiver: NotificationReceiver) -> None:
+    """Cloudinary retries until it gets a 200: a 201 or a 204 is retried too (and so here)."""
+    receiver.statuses = [201, 204]
+    cloudinary.uploader.upload(str(photos / "coffee.jpg"), notification_url=receiver.url)
+    assert len(receiver.wait_for(1)) == 1
+    stats = emu.wait_for_stats(lambda s: s["notifications"]["sent"] >= 1)["notifications"]
+    assert (stats["sent"], stats["failed"]) == (1, 0)
+    assert receiver.attempts == 3  # 201, 204, then the 200 that counts

@@ -49,3 +49,51 @@ def test_restart_keeps_assets(own_emulator: EmulatorProcess, photos: Path) -> No
     assert derived.status_code == 200
     assert Image.open(io.BytesIO(derived.content)).size == (64, 64)
     assert emu.stats()["calls"]["delivery"] == 2  # counters restart from zero
+
+
+V0_SCHEMA = """
+CREATE TABLE assets (seq INTEGER PRIMARY KEY AUTOINCREMENT, type TEXT NOT NULL,
+    public_id TEXT NOT NULL, asset_id TEXT NOT NULL, version INTEGER NOT NULL,
+    version_id TEXT NOT NULL, created_at TEXT NOT NULL, original_filename TEXT,
+    file_name TEXT NOT NULL, info TEXT NOT NULL, UNIQUE (type, public_id));
+CREATE TABLE tags (type TEXT NOT NULL, public_id TEXT NOT NULL, tag TEXT NOT NULL,
+    PRIMARY KEY (type, public_id, tag));
+CREATE INDEX tags_by_tag ON tags (tag);
+CREATE TABLE derived (key TEXT PRIMARY KEY, type TEXT NOT NULL, public_id TEXT NOT NULL,
+    transformation TEXT NOT NULL, format TEXT NOT NULL, width INTEGER NOT NULL,
+    height INTEGER NOT NULL, bytes INTEGER NOT NULL, file_name TEXT NOT NULL);
+CREATE INDEX derived_by_asset ON derived (type, public_id);
+"""
+
+
+def test_data_dir_of_the_first_schema_is_migrated(tmp_path: Path) -> None:
+    """A data dir written before resource types existed opens with every asset and tag."""
+    import json
+    import sqlite3
+
+    from cloudinary_emulator.analysis import ImageInfo
+    from cloudinary_emulator.storage import Listing, Storage
+
+    info = json.dumps(ImageInfo(width=1, height=1, format="jpg", bytes=3, etag="e").to_dict())
+    db = sqlite3.connect(tmp_path / "index.sqlite3")
+    db.executescript(V0_SCHEMA)
+    for n, created in ((1, "2024-01-01T00:00:00Z"), (2, "2024-01-02T00:00:00Z")):
+        db.execute("INSERT INTO assets (type, public_id, asset_id, version, version_id, created_at,"
+                   " file_name, info) VALUES ('upload', ?, 'a', 1, 'v', ?, 'f.jpg', ?)",
+                   (f"p{n}", created, info))
+        db.execute("INSERT INTO tags VALUES ('upload', ?, 'album')", (f"p{n}",))
+    db.commit()
+    db.close()
+    storage = Storage(tmp_path)
+    try:
+        asset = storage.get("upload", "p1")
+        assert asset is not None and asset.resource_type == "image" and asset.tags == ["album"]
+        page, more = storage.list(Listing("image", tag="album"))
+        assert [a.public_id for a in page] == ["p2", "p1"] and not more
+    finally:
+        storage.close()
+    reopened = Storage(tmp_path)  # and a second open leaves the migrated schema alone
+    try:
+        assert reopened.get("upload", "p2") is not None
+    finally:
+        reopened.close()
