@@ -74,6 +74,9 @@ def test_flower_lists_the_worker_and_an_upload_task(stack: Any, flower: Flower, 
     workers = wait_for(lambda: flower.get("/api/workers", refresh=1), 30, interval=0.5, what="workers in flower")
     assert any(name.startswith("default-") for name in workers), workers
 
+    # Flower sees only events sent after it subscribed: wait until it shows one (beat sends heal
+    # every second in the stack), so that the upload's events cannot come before it listens.
+    wait_for(lambda: flower.get("/api/tasks", taskname="album.heal"), 60, interval=0.5, what="task events in flower")
     form = stack.upload_done(album)["upload_form"]
     uploaded = stack.upload(form, FIXTURES / "astronaut.jpg")
 
