@@ -7,6 +7,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from common import cloudinary_client, db
 from common.config import Settings, get_settings
 from common.logs import setup_logging
+from web import body
 from web.json import SeedJSONProvider
 
 
@@ -20,8 +21,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings.check()
     app = AlbumFlask(__name__)
     app.config["SETTINGS"] = settings
-    # Requests are small JSON or empty; a larger body is refused with 413 before it is read.
-    app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
+    # Requests are small JSON or empty; a larger body is refused with 413 before it is read
+    # (and a chunked one as soon as it passes the limit: web/body.py).
+    app.config["MAX_CONTENT_LENGTH"] = body.MAX_BODY
 
     setup_logging()
     db.ensure(settings.database_url)

@@ -19,6 +19,7 @@ from common.logs import log
 from common.models import Album, Image, utcnow
 from common.serializers import album_json, image_json, iso
 from web.auth import album_access
+from web.body import json_object, read_body
 from web.errors import ApiError
 
 bp = Blueprint("albums", __name__, url_prefix="/api/v1/albums")
@@ -211,10 +212,9 @@ def delete_image(album_id: str, image_id: str) -> Response:
 def reprocess(album_id: str) -> Response:
     """Run the pipeline again: ``mode`` ``missing`` (stages not done) or ``all``."""
     mode = request.args.get("mode")
-    if request.content_length:  # a body, when sent, is checked even if the query decides
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            raise ApiError(400, "invalid_json", "The body must be a JSON object like {\"mode\": \"missing\"}.")
+    raw = read_body()
+    if raw:  # a body, when sent, is checked even if the query decides
+        body = json_object(raw, 'a JSON object like {"mode": "missing"}')
         body_mode = body.get("mode", "missing")
         if body_mode not in pipeline.REPROCESS_MODES:
             raise ApiError(400, "invalid_parameter", "'mode' in the body must be 'missing' or 'all'.")
