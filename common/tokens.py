@@ -2,6 +2,12 @@
 
 A user session carries ``abilities: {album_id: {"Access": {ability: true}}}``. A notification
 token (inside each upload form's ``notification_url``) carries the album and organization.
+
+Both kinds share one secret, so each decoder also checks the token is of its own kind: a session
+has ``abilities`` and no ``album_id``, a notification token the reverse. (A ``typ`` claim or an
+``aud`` would say it more plainly, but the seed pins both tokens' bytes — the client's session
+comes back as ``X-token`` and the notification token sits in the signed ``notification_url`` —
+and forms already handed out must keep working: their claim sets are what tells them apart.)
 """
 from __future__ import annotations
 
@@ -69,8 +75,8 @@ def decode_session(token: str, secret: str) -> dict[str, Any]:
         raise TokenError("token algorithm not allowed") from exc
     except jwt.InvalidTokenError as exc:
         raise TokenError(f"invalid token: {exc}") from exc
-    if not isinstance(claims.get("abilities", {}), dict):
-        raise TokenError("invalid token: abilities must be an object")
+    if not isinstance(claims.get("abilities"), dict) or "album_id" in claims:
+        raise TokenError("invalid token: not a session token")
     return claims
 
 
@@ -89,8 +95,8 @@ def decode_notification(token: str, secret: str, form_ttl: int, now: int | None 
     iat = claims.get("iat")
     if not isinstance(iat, int) or current > iat + form_ttl + _LEEWAY:
         raise TokenError("notification token has expired")
-    if not isinstance(claims.get("album_id"), str):
-        raise TokenError("invalid notification token: no album_id")
+    if not isinstance(claims.get("album_id"), str) or "abilities" in claims:
+        raise TokenError("invalid notification token: not a notification token")
     return claims
 
 

@@ -40,9 +40,18 @@ def current_claims() -> dict[str, Any]:
         claims = tokens.decode_session(bearer_token(), settings.jwt_secret)
     except tokens.TokenError as exc:
         raise _unauthorized(str(exc)) from None
-    # Every authenticated answer carries the session re-issued (the seed's X-token).
-    g.reissued_token = tokens.reissue(claims, settings.jwt_secret, settings.token_ttl, now=int(time.time()))
+    g.session_claims = claims
     return claims
+
+
+def reissued_session(status: int) -> str | None:
+    """The seed's ``X-token``: the request's session re-issued, on a successful answer only. An
+    error (a 403 above all) hands out no fresh credential: a refused token stays as old as it was."""
+    claims = g.get("session_claims")
+    if claims is None or not 200 <= status < 300:
+        return None
+    settings = current_app.config["SETTINGS"]
+    return tokens.reissue(claims, settings.jwt_secret, settings.token_ttl, now=int(time.time()))
 
 
 def check_album_id(album_id: str) -> None:
@@ -61,9 +70,10 @@ def album_access(ability: str | None = None) -> Callable[[F], F]:
             album_id = kwargs["album_id"]
             check_album_id(album_id)
             granted = tokens.album_abilities(claims, album_id)
-            if not granted or (ability is not None and ability not in granted):
-                needed = ability or "any ability"
-                raise ApiError(403, "forbidden", f"This token has no '{needed}' right on album {album_id}.")
+            if not granted:
+                raise ApiError(403, "forbidden", f"This token grants no right on album {album_id}.")
+            if ability is not None and ability not in granted:
+                raise ApiError(403, "forbidden", f"This token has no '{ability}' right on album {album_id}.")
             g.claims = claims
             g.abilities = granted
             return view(*args, **kwargs)

@@ -8,6 +8,7 @@ import uuid
 from flask import Flask, Response, g, request
 
 from common.logs import request_id_var
+from web.auth import reissued_session
 
 SECURITY_HEADERS = {
     "Cache-Control": "no-cache, no-store",
@@ -43,7 +44,7 @@ def install(app: Flask) -> None:
         added = [(name, value) for name, value in SECURITY_HEADERS.items() if name.lower() not in present]
         if response.mimetype == "application/json" and response.content_type != JSON_CONTENT_TYPE:
             headers["Content-Type"] = JSON_CONTENT_TYPE
-        session = g.get("reissued_token")
+        session = reissued_session(response.status_code)
         if session:
             added.append(("X-token", session))
         added.append(("X-Request-Id", g.get("request_id") or str(uuid.uuid4())))

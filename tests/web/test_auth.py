@@ -146,3 +146,41 @@ def test_wrong_method_media_type_and_size_are_json_errors(client, seed_album):
     _assert_error(client.post(UPLOAD_DONE, data=b"a=" + b"x" * (2 * 1024 * 1024), content_type="application/x-www-form-urlencoded",
                               headers={"Authorization": f"Bearer {token}"}), 413, "payload_too_large")
     _assert_error(client.get("/no/such/page"), 404, "not_found")
+
+
+def test_only_a_successful_answer_reissues_the_session(client, seed_album):
+    """A refused request hands out no fresh credential: X-token only on 2xx."""
+    reader = "Bearer " + session_token(abilities=("read",))
+    refused = _post(client, reader)  # 403: no image_upload right
+    _assert_error(refused, 403, "forbidden")
+    assert "X-token" not in refused.headers
+    unknown = client.get("/api/v1/albums/UNKNOWN123", headers={"Authorization": "Bearer " + session_token(album="UNKNOWN123")})
+    _assert_error(unknown, 404, "album_not_found")
+    assert "X-token" not in unknown.headers
+    bad_limit = client.get(f"/api/v1/albums/{SEED_ALBUM}/images?limit=0", headers={"Authorization": reader})
+    _assert_error(bad_limit, 400, "invalid_parameter")
+    assert "X-token" not in bad_limit.headers
+    assert "X-token" in client.get(f"/api/v1/albums/{SEED_ALBUM}", headers={"Authorization": reader}).headers
+
+
+def test_the_403_says_which_right_is_missing(client, seed_album):
+    none_here = _post(client, "Bearer " + session_token(album="SOMEOTHERALBUM")).get_json()["error"]["message"]
+    assert none_here == f"This token grants no right on album {SEED_ALBUM}."
+    no_upload = _post(client, "Bearer " + session_token(abilities=("read",))).get_json()["error"]["message"]
+    assert no_upload == f"This token has no 'image_upload' right on album {SEED_ALBUM}."
+
+
+def test_a_notification_token_is_not_a_session(client, seed_album):
+    """The token inside the form's notification_url (same secret, same album) opens nothing."""
+    form = _post(client, "Bearer " + session_token()).get_json()["upload_form"]
+    notification = form["params"]["notification_url"].split("token=", 1)[1]
+    before = row_counts()
+    for header in (f"Bearer {notification}", f'Token token="{notification}"'):
+        response = _post(client, header)
+        _assert_error(response, 401, "unauthorized")
+        assert "X-token" not in response.headers
+    assert row_counts() == before
+    # Nor would one with abilities added: the two kinds' claims exclude each other.
+    claims = jwt.decode(notification, TEST_JWT_SECRET, algorithms=["HS256"])
+    hybrid = tokens.encode({**claims, "abilities": {SEED_ALBUM: {"Access": {"image_upload": True}}}}, TEST_JWT_SECRET)
+    _assert_error(_post(client, f"Bearer {hybrid}"), 401, "unauthorized")

@@ -142,3 +142,16 @@ def test_the_acknowledgement_touches_no_database(client, seed_album, published):
     finally:
         event.remove(engine, "before_cursor_execute", count)
     assert statements == [] and published == ["album.ingest"]
+
+
+def test_a_session_token_is_not_a_notification_token(client, seed_album, published):
+    """A user's session (same secret) cannot stand in for the form's notification token."""
+    session = tokens.issue_session(SEED_USER, {SEED_ALBUM: tokens.ABILITIES}, TEST_JWT_SECRET, 3600)
+    with_album = tokens.encode({**tokens.decode_session(session, TEST_JWT_SECRET), "album_id": SEED_ALBUM}, TEST_JWT_SECRET)
+    body = upload_body()
+    before = row_counts()
+    for token in (session, with_album):
+        response = post(client, body, signed(body), token)
+        assert response.status_code == 401
+        assert response.get_json()["error"]["code"] == "unauthorized"
+    assert published == [] and row_counts() == before
