@@ -66,6 +66,7 @@ class Notifier:
     def _deliver(self, url: str, payload: dict[str, Any]) -> None:
         body = json.dumps(payload)
         delay = self._retry_delay
+        where = url.split("?", 1)[0]  # the query holds the receiver's token: never logged
         for attempt in range(self._retries + 1):
             # Signed per attempt: the receiver checks the timestamp's age.
             timestamp = int(time.time())
@@ -82,10 +83,12 @@ class Notifier:
                 if response.status_code == 200:
                     self._stats.notification("sent")
                     return
-                log.info("notification to %s answered %s (attempt %d)", url,
+                log.info("notification to %s answered %s (attempt %d)", where,
                          response.status_code, attempt + 1)
             except requests.RequestException as exc:
-                log.info("notification to %s failed: %s (attempt %d)", url, exc, attempt + 1)
+                # The exception's text repeats the URL: its type is enough.
+                log.info("notification to %s failed: %s (attempt %d)", where, type(exc).__name__,
+                         attempt + 1)
             if attempt < self._retries:
                 self._sleep(delay)
                 delay *= 2

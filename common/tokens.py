@@ -11,6 +11,7 @@ and forms already handed out must keep working: their claim sets are what tells 
 """
 from __future__ import annotations
 
+import re
 import time
 from typing import Any, Iterable, Mapping
 
@@ -109,3 +110,27 @@ def album_abilities(claims: Mapping[str, Any], album_id: str) -> set[str]:
     if not isinstance(access, dict):
         return set()
     return {name for name, granted in access.items() if name in ABILITIES and granted is True}
+
+
+#: Credentials as they appear in a log line: a ``token=`` query value (the webhook's
+#: notification token, the upload page's session), an ``Authorization`` value, and any JWT
+#: wherever it sits (a Referer, a percent-encoded URL, an exception message).
+_CREDENTIALS = re.compile(
+    r"""(?P<query>token=)(?P<quote>"?)[^&\s"';,]+"""
+    r"|(?P<scheme>\b(?:Bearer|Basic)\s+)[A-Za-z0-9._~+/=-]+"
+    r"|eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*",
+    re.IGNORECASE,
+)
+
+
+def _redacted(match: re.Match[str]) -> str:
+    if match.group("query"):
+        return f"{match.group('query')}{match.group('quote')}[redacted]"
+    if match.group("scheme"):
+        return f"{match.group('scheme')}[redacted]"
+    return "[redacted-jwt]"
+
+
+def redact(text: str) -> str:
+    """``text`` with every credential replaced: for log lines, never for anything parsed."""
+    return _CREDENTIALS.sub(_redacted, text)

@@ -10,11 +10,14 @@ from common.enqueue import BrokerUnavailable
 
 logger = logging.getLogger(__name__)
 
-#: Stable machine-readable codes for the HTTP errors Flask/Werkzeug raise themselves.
-_HTTP_CODES = {
+#: Stable machine-readable codes for the HTTP errors Flask/Werkzeug (and gunicorn, before the
+#: app: web/server.py) raise themselves.
+HTTP_CODES = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-    405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type",
-    422: "unprocessable_entity", 429: "too_many_requests", 503: "service_unavailable",
+    405: "method_not_allowed", 413: "payload_too_large", 414: "uri_too_long", 415: "unsupported_media_type",
+    417: "expectation_failed", 422: "unprocessable_entity", 429: "too_many_requests",
+    431: "request_header_fields_too_large", 500: "internal_error", 501: "not_implemented",
+    503: "service_unavailable",
 }
 
 
@@ -51,7 +54,7 @@ def register_error_handlers(app: Flask) -> None:
         headers = {}
         if status == 405 and exc.valid_methods:  # type: ignore[attr-defined]
             headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
-        return error_response(status, _HTTP_CODES.get(status, "http_error"), exc.description or exc.name, headers)
+        return error_response(status, HTTP_CODES.get(status, "http_error"), exc.description or exc.name, headers)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

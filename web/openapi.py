@@ -27,6 +27,8 @@ import yaml
 from flask import Blueprint, Flask, Response, abort, request, send_from_directory, url_for
 from markupsafe import escape
 
+from common.tokens import redact
+
 logger = logging.getLogger(__name__)
 
 SPEC_PATH = Path(__file__).with_name("openapi.yaml")
@@ -289,10 +291,10 @@ def install_response_validation(app: Flask) -> None:
         body = None if response.direct_passthrough or response.is_streamed else response.get_data()
         problems = checker().check(path, request.method, response.status_code, response.headers, body)
         if problems:
-            record_violation({
-                "method": request.method, "url": request.full_path.rstrip("?"), "operation": path,
+            record_violation({  # logged and written to a file: no credential in either
+                "method": request.method, "url": redact(request.full_path.rstrip("?")), "operation": path,
                 "status": response.status_code, "problems": problems,
-                "body": (body or b"")[:500].decode("utf-8", "replace"),
+                "body": redact((body or b"")[:500].decode("utf-8", "replace")),
             })
 
     request_finished.connect(validate, app, weak=False)

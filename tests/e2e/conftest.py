@@ -21,6 +21,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield running
     finally:
         running.stop()
+    # After the whole e2e suite: no token it used was written to any log (gunicorn's access log
+    # is on, as in production). A failure here is reported as an error at teardown.
+    leaked = running.logged_credentials()
+    assert leaked == [], f"{len(leaked)} of {len(running.credentials)} credentials found in the logs: {leaked}"
 
 
 @pytest.fixture

@@ -70,6 +70,8 @@ class Stack:
         self.workers: list[subprocess.Popen[bytes]] = []
         self.logs = tmp / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
+        #: Every session and notification token this stack handed out or received: none may be logged.
+        self.credentials: set[str] = set()
 
     # -- processes ---------------------------------------------------------------------
 
@@ -91,9 +93,10 @@ class Stack:
         cloudinary.reset_config()
         cloudinary.config(**self.emulator.cloudinary_config())
         self.purge_queues()
+        # Production's settings (gunicorn.conf.py: limits, access log with credentials redacted).
         self.web = self._spawn(
-            "web", [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.web_port}", "--workers", "2",
-                    "--threads", "4", "web:create_app()"],
+            "web", [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "--bind", f"127.0.0.1:{self.web_port}",
+                    "--workers", "2", "--threads", "4", "web:create_app()"],
         )
         wait_for(self._web_up, 30, what="the web app")
         if self.default_worker:
@@ -182,16 +185,28 @@ class Stack:
         return album_id
 
     def token(self, album_id: str, abilities: tuple[str, ...] = ("image_upload", "read", "manage")) -> str:
-        return tokens.issue_session("e2e-user", {album_id: abilities}, self.jwt_secret, 14400)
+        token = tokens.issue_session("e2e-user", {album_id: abilities}, self.jwt_secret, 14400)
+        self.credentials.add(token)
+        return token
 
     def api(self, method: str, path: str, album_id: str, **kwargs: Any) -> requests.Response:
         headers = {"Authorization": f"Bearer {self.token(album_id)}", **kwargs.pop("headers", {})}
-        return requests.request(method, self.web_url + path, headers=headers, timeout=10, **kwargs)
+        response = requests.request(method, self.web_url + path, headers=headers, timeout=10, **kwargs)
+        if response.headers.get("X-token"):
+            self.credentials.add(response.headers["X-token"])
+        return response
 
     def upload_done(self, album_id: str) -> dict[str, Any]:
         response = self.api("POST", f"/api/v1/albums/{album_id}/upload_done", album_id)
         assert response.status_code == 200, response.text
-        return response.json()
+        body = response.json()
+        self.credentials.add(body["upload_form"]["params"]["notification_url"].split("token=", 1)[1])
+        return body
+
+    def logged_credentials(self) -> list[str]:
+        """The credentials of ``self.credentials`` found in any log of the stack (web, workers)."""
+        text = "\n".join(path.read_text(errors="replace") for path in self.logs.glob("*.log"))
+        return sorted(token[:20] + "…" for token in self.credentials if token in text or token.rsplit(".", 1)[-1] in text)
 
     def upload(self, form: dict[str, Any], photo: Path) -> dict[str, Any]:
         """Upload one photo with the official SDK, sending exactly the form's signed params."""
