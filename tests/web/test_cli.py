@@ -4,7 +4,7 @@ from __future__ import annotations
 import jwt
 import pytest
 
-from common import db
+from common import db, migrate
 from common.models import Album, Image, Organization
 from tests.conftest import SEED_ALBUM, SEED_ORG, TEST_JWT_SECRET, row_counts
 from web import create_app
@@ -16,6 +16,8 @@ def runner(settings):
 
 
 def test_orgs_albums_and_tokens(runner):
+    fixed = runner.invoke(args=["orgs", "create", "--id", SEED_ORG, "--name", "Seed"])
+    assert fixed.exit_code == 0 and fixed.output.strip() == SEED_ORG
     org = runner.invoke(args=["orgs", "create", "--name", "Acme"])
     assert org.exit_code == 0, org.output
     org_id = org.output.strip()
@@ -29,11 +31,29 @@ def test_orgs_albums_and_tokens(runner):
     assert claims["exp"] - claims["iat"] == 60
 
 
-def test_bad_input_writes_nothing(runner):
+@pytest.mark.parametrize("args", [
+    ["albums", "create", "--id", "../x", "--organization", "nope"],
+    ["albums", "create", "--id", "OK1", "--organization", "nope"],
+    ["orgs", "create", "--id", "not-a-uuid"],
+    ["orgs", "create", "--name", "n" * 201],
+    ["tokens", "issue", "--user", "u", "--album", SEED_ALBUM, "--ability", "root"],
+    ["tokens", "issue", "--user", "u", "--album", SEED_ALBUM, "--ttl", "-5"],
+    ["tokens", "issue", "--user", "u", "--album", SEED_ALBUM, "--ttl", "0"],
+    ["tokens", "issue", "--user", "u", "--album", SEED_ALBUM, "--ttl", str(365 * 86400)],
+    ["tokens", "issue", "--user", "", "--album", SEED_ALBUM],
+    ["tokens", "issue", "--user", "u" * 65, "--album", SEED_ALBUM],
+    ["tokens", "issue", "--user", "u", "--album", "NOSUCHALBUM"],
+    ["tokens", "issue", "--user", "u", "--album", "../etc"],
+    ["demo", "--ttl", "-1"],
+    ["albums", "reprocess", "NOSUCHALBUM"],
+    ["albums", "reconcile", "NOSUCHALBUM"],
+    ["albums", "reprocess", SEED_ALBUM, "--wait", "--timeout", "0"],
+], ids=lambda args: " ".join(a[:12] for a in args))
+def test_bad_input_is_a_usage_error_and_writes_nothing(runner, seed_album, args):
     before = row_counts()
-    assert runner.invoke(args=["albums", "create", "--id", "../x", "--organization", "nope"]).exit_code != 0
-    assert runner.invoke(args=["albums", "create", "--id", "OK1", "--organization", "nope"]).exit_code != 0
-    assert runner.invoke(args=["tokens", "issue", "--user", "u", "--album", "A", "--ability", "root"]).exit_code != 0
+    result = runner.invoke(args=args)
+    assert result.exit_code == 2, result.output  # click's usage error, with the parameter named
+    assert "Invalid value" in result.output or "Error" in result.output
     assert row_counts() == before
 
 
@@ -66,4 +86,46 @@ def test_reprocess_resets_missing_stages(runner, seed_album):
 
 
 def test_db_upgrade_is_idempotent(runner):
-    assert runner.invoke(args=["db", "upgrade"]).exit_code == 0
+    result = runner.invoke(args=["db", "upgrade"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"database already at the latest migration ({migrate.head_revision()})"
+
+
+def test_db_upgrade_of_a_new_database_says_it_created_it(settings, tmp_path):
+    fresh = create_app(settings.with_overrides(database_url=f"sqlite:///{tmp_path / 'new.db'}"))
+    try:
+        first = fresh.test_cli_runner().invoke(args=["db", "upgrade"])
+        again = fresh.test_cli_runner().invoke(args=["db", "upgrade"])
+    finally:
+        db.configure(settings.database_url)  # create_app switched the process engine to the new file
+    head = migrate.head_revision()
+    assert first.exit_code == 0, first.output
+    assert first.output.strip() == f"database upgraded from nothing (new database) to {head} (latest)"
+    assert again.output.strip() == f"database already at the latest migration ({head})"
+
+
+def test_reconcile_queues_the_reconcile_task(runner, seed_album):
+    """The CLI does not list Cloudinary itself: it hands the album to the worker's task."""
+    from celery.signals import before_task_publish
+
+    sent: list[tuple[str, object]] = []
+
+    def record(sender=None, body=None, **_):
+        sent.append((sender, list(body[0])))
+
+    before_task_publish.connect(record, weak=False)
+    try:
+        result = runner.invoke(args=["albums", "reconcile", SEED_ALBUM])
+    finally:
+        before_task_publish.disconnect(record)
+    assert result.exit_code == 0, result.output
+    assert sent == [("album.reconcile", [SEED_ALBUM])]
+
+
+def test_wait_gives_up_at_the_timeout_with_its_own_status(runner, seed_album):
+    """No worker consumes this test's queue: --wait stops at --timeout, exit 3, saying why."""
+    with db.session_scope() as session:
+        session.add(Image(album_id=SEED_ALBUM, public_id="p-pending", metadata_status="failed", thumbnails_status="done"))
+    result = runner.invoke(args=["albums", "reprocess", SEED_ALBUM, "--wait", "--timeout", "1"])
+    assert result.exit_code == 3, result.output
+    assert "gave up after 1 s: 1 of 1 photos still processing" in result.output
