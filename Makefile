@@ -25,4 +25,4 @@ test: install
 
 clean:  # stops the private Redis that `make run` left running, and forgets all local state
 	@test -f var/redis/redis.pid && kill $$(cat var/redis/redis.pid) 2>/dev/null || true
-	rm -rf var
+	rm -rf var .env

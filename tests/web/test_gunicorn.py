@@ -8,85 +8,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterator
 
 import pytest
 import redis
 import requests
 
 from common import tokens
-from tests.conftest import ROOT, SEED_ALBUM, SEED_ORG, SEED_USER, TEST_JWT_SECRET, row_counts
-from tests.e2e.stack import free_port, wait_for
+from tests.conftest import SEED_ALBUM, SEED_ORG, SEED_USER, TEST_JWT_SECRET, row_counts
+from tests.e2e.stack import wait_for
+from tests.web.conftest import CLOUD_SECRET
 from web.headers import JSON_CONTENT_TYPE, SECURITY_HEADERS
-
-CLOUD_SECRET = "gunicorn-test-cloudinary-secret"
-
-
-class Server:
-    def __init__(self, port: int, log: Path) -> None:
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = log
-
-    def raw(self, head: bytes, body: Iterable[bytes] = ()) -> tuple[int, dict[str, str], bytes]:
-        """Send bytes as they are; read one response (status, headers, body)."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
-            sock.sendall(head)
-            try:
-                for chunk in body:
-                    sock.sendall(chunk)
-            except OSError:
-                pass  # the server may answer (and stop reading) before the body is all sent
-            data = b""
-            while b"\r\n\r\n" not in data:
-                received = sock.recv(65536)
-                if not received:
-                    break
-                data += received
-            head_bytes, _, rest = data.partition(b"\r\n\r\n")
-            lines = head_bytes.decode("latin-1").split("\r\n")
-            headers = dict(line.split(": ", 1) for line in lines[1:])
-            length = int(headers.get("Content-Length", "0"))
-            while len(rest) < length:
-                received = sock.recv(65536)
-                if not received:
-                    break
-                rest += received
-        return int(lines[0].split()[1]), headers, rest[:length]
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    port = free_port()
-    log = tmp_path_factory.mktemp("gunicorn") / "web.log"
-    env = {**os.environ, "CLOUDINARY_URL": f"cloudinary://key:{CLOUD_SECRET}@cloud", "PYTHONPATH": str(ROOT)}
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
-             "--workers", "1", "--threads", "2", "web:create_app()"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    running = Server(port, log)
-    try:
-        wait_for(lambda: _up(running.url), 30, what="gunicorn")
-        yield running
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-
-
-def _up(url: str) -> bool:
-    try:
-        return requests.get(url + "/health", timeout=1).ok
-    except requests.RequestException:
-        return False
 
 
 def session() -> str:
@@ -139,41 +72,41 @@ MANY_HEADERS = "GET /health HTTP/1.1\r\nHost: t\r\n" + "".join(f"X-H{i}: 1\r\n" 
     ("GET /health HTTP/1.1\r\nHost: t\r\nBad Header: 1\r\n\r\n", 400, "bad_request"),
     ("GET /health HTTP/9.9\r\nHost: t\r\n\r\n", 400, "bad_request"),
 ], ids=["request line 4,100+", "header 100 KB", "101 headers", "garbage", "bad header name", "bad version"])
-def test_what_gunicorn_refuses_is_json_with_the_security_headers(server, seed_album, redis_url, request_bytes, status, code):
+def test_what_gunicorn_refuses_is_json_with_the_security_headers(gunicorn_server, seed_album, redis_url, request_bytes, status, code):
     before, before_queued = row_counts(), queued(redis_url)
-    assert_json_error(*server.raw(request_bytes.encode()), status, code)
+    assert_json_error(*gunicorn_server.raw(request_bytes.encode()), status, code)
     assert row_counts() == before and queued(redis_url) == before_queued
 
 
-def test_bodies_over_1_mib_are_413_json_chunked_or_not(server, seed_album, redis_url):
+def test_bodies_over_1_mib_are_413_json_chunked_or_not(gunicorn_server, seed_album, redis_url):
     before, before_queued = row_counts(), queued(redis_url)
     body = json.dumps({"notification_type": "upload", "tags": [SEED_ALBUM], "pad": "x" * (1024 * 1024)}).encode()
     path = f"/api/v1/cloudinary?token={notification()}"
     # Chunked and correctly signed: refused for its size, not "cut off and badly signed".
     head = f"POST {path} HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n{signed_headers(body)}\r\n".encode()
-    assert_json_error(*server.raw(head, chunked(body)), 413, "payload_too_large")
+    assert_json_error(*gunicorn_server.raw(head, chunked(body)), 413, "payload_too_large")
     head = f"POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {len(body)}\r\n{signed_headers(body)}\r\n".encode()
-    assert_json_error(*server.raw(head, [body]), 413, "payload_too_large")
+    assert_json_error(*gunicorn_server.raw(head, [body]), 413, "payload_too_large")
     reprocess = f"POST /api/v1/albums/{SEED_ALBUM}/reprocess HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {session()}\r\n" \
                 f"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
-    assert_json_error(*server.raw(reprocess.encode(), chunked(b'{"mode": "' + b"m" * (2 * 1024 * 1024) + b'"}')), 413,
+    assert_json_error(*gunicorn_server.raw(reprocess.encode(), chunked(b'{"mode": "' + b"m" * (2 * 1024 * 1024) + b'"}')), 413,
                       "payload_too_large")
     assert row_counts() == before and queued(redis_url) == before_queued
 
 
-def test_json_nested_too_deep_is_400_json(server, seed_album, redis_url):
+def test_json_nested_too_deep_is_400_json(gunicorn_server, seed_album, redis_url):
     before, before_queued = row_counts(), queued(redis_url)
     nested = b"[" * 10000 + b"]" * 10000
     webhook = f"POST /api/v1/cloudinary?token={notification()} HTTP/1.1\r\nHost: t\r\nContent-Length: {len(nested)}\r\n" \
               f"{signed_headers(nested)}\r\n"
-    assert_json_error(*server.raw(webhook.encode(), [nested]), 400, "invalid_json")
+    assert_json_error(*gunicorn_server.raw(webhook.encode(), [nested]), 400, "invalid_json")
     reprocess = f"POST /api/v1/albums/{SEED_ALBUM}/reprocess HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {session()}\r\n" \
                 f"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
-    assert_json_error(*server.raw(reprocess.encode(), chunked(nested)), 400, "invalid_json")
+    assert_json_error(*gunicorn_server.raw(reprocess.encode(), chunked(nested)), 400, "invalid_json")
     assert row_counts() == before and queued(redis_url) == before_queued
 
 
-def test_the_logs_hold_no_credential(server, seed_album):
+def test_the_logs_hold_no_credential(gunicorn_server, seed_album):
     """Every kind of credential a request can carry, accepted and refused, then the whole log."""
     used: list[str] = []
 
@@ -181,24 +114,24 @@ def test_the_logs_hold_no_credential(server, seed_album):
         used.append(token)
         return token
 
-    api = f"{server.url}/api/v1/albums/{SEED_ALBUM}"
+    api = f"{gunicorn_server.url}/api/v1/albums/{SEED_ALBUM}"
     for header in (f"Bearer {new(session())}", f'Token token="{new(session())}"'):
-        response = requests.get(api, headers={"Authorization": header, "Referer": f"{server.url}/upload_test?token={new(session())}"}, timeout=10)
+        response = requests.get(api, headers={"Authorization": header, "Referer": f"{gunicorn_server.url}/upload_test?token={new(session())}"}, timeout=10)
         assert response.status_code == 200
         used.append(response.headers["X-token"])
         used.append(response.json()["upload_form"]["params"]["notification_url"].split("token=", 1)[1])
-    assert requests.get(f"{server.url}/upload_test?album={SEED_ALBUM}&token={new(session())}", timeout=10).status_code == 200
+    assert requests.get(f"{gunicorn_server.url}/upload_test?album={SEED_ALBUM}&token={new(session())}", timeout=10).status_code == 200
     body = json.dumps({"notification_type": "moderation", "public_id": "p"}).encode()
     headers = dict(line.split(": ", 1) for line in signed_headers(body).strip().split("\r\n"))
-    assert requests.post(f"{server.url}/api/v1/cloudinary?token={new(notification())}", data=body, headers=headers, timeout=10).status_code == 200
-    assert requests.post(f"{server.url}/api/v1/cloudinary?token={new(notification())}", data=b"{}", timeout=10).status_code == 401
+    assert requests.post(f"{gunicorn_server.url}/api/v1/cloudinary?token={new(notification())}", data=body, headers=headers, timeout=10).status_code == 200
+    assert requests.post(f"{gunicorn_server.url}/api/v1/cloudinary?token={new(notification())}", data=b"{}", timeout=10).status_code == 401
     assert requests.get(api, headers={"Authorization": f"Bearer {new(notification())}"}, timeout=10).status_code == 401
     # Refused by gunicorn itself, and logged by it: an over-long and a malformed request line.
-    server.raw(f"GET /upload_test?token={new(session())}&pad={'x' * 4100} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
-    server.raw(f"GARBAGE /upload_test?token={new(session())}\r\n\r\n".encode())
+    gunicorn_server.raw(f"GET /upload_test?token={new(session())}&pad={'x' * 4100} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    gunicorn_server.raw(f"GARBAGE /upload_test?token={new(session())}\r\n\r\n".encode())
 
     def logged() -> str | None:
-        text = server.log.read_text(errors="replace")
+        text = gunicorn_server.log.read_text(errors="replace")
         return text if text.count("Invalid request from") >= 2 and text.count("/api/v1/cloudinary") >= 2 else None
 
     text = wait_for(logged, 10, what="the log lines of those requests")
