@@ -36,6 +36,8 @@ ASSET_TYPE = "authenticated"
 CALL_TIMEOUT = 30
 
 _configured_url: str | None = None
+#: Connections kept alive per Cloudinary host (``size_http_pool``); the io worker sets its concurrency.
+_http_pool_size = 10
 
 
 class RateLimitedError(Exception):
@@ -143,6 +145,27 @@ def configure(url: str) -> None:
     cloudinary.config(**options)
     _install_header_recording()
     _configured_url = url
+    size_http_pool(_http_pool_size)  # built from this config (a proxy, keep-alive), as the SDK would
+
+
+def size_http_pool(connections: int) -> None:
+    """One HTTP pool for every SDK call of this process, keeping ``connections`` connections
+    per host alive: as many as the threads calling Cloudinary at once (``worker/signals.py``
+    gives the worker's concurrency), so none is discarded and opened again.
+
+    The SDK builds its pools at import, one for the Upload API and one for the Admin API, each
+    keeping a single connection per host: under 16 threads, every burst ends in "Connection
+    pool is full, discarding connection" and re-opens them (a TLS handshake each with the real
+    service). Its own connector factory is used, with only ``maxsize`` added; urllib3 opens
+    connections on demand, so a large pool costs nothing until it is used."""
+    global _http_pool_size
+    _http_pool_size = max(1, connections)
+    connector = cloudinary.utils.get_http_connector(
+        cloudinary.config(), {**cloudinary.CERT_KWARGS, "maxsize": _http_pool_size}
+    )
+    cloudinary.uploader._http = connector  # both modules look ``_http`` up on every call
+    cloudinary.api_client.call_api._http = connector
+    _install_header_recording()  # the Admin API's answers still pass the rate-limit recorder
 
 
 def ensure_configured(settings: Settings) -> None:

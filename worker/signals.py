@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery.signals import setup_logging, task_postrun, task_prerun, worker_process_init
+from celery.signals import setup_logging, task_postrun, task_prerun, worker_init, worker_process_init
 
-from common import db
+from common import cloudinary_client, db
 from common.logs import request_id_var
 from common.logs import setup_logging as setup_json_logging
 
@@ -15,6 +15,14 @@ from common.logs import setup_logging as setup_json_logging
 @worker_process_init.connect
 def _dispose_engine_after_fork(**_: Any) -> None:
     db.dispose(close=False)
+
+
+@worker_init.connect
+def _size_cloudinary_pool(sender: Any = None, **_: Any) -> None:
+    # The io worker's threads all call Cloudinary: one keep-alive connection each, none discarded.
+    concurrency = getattr(sender, "concurrency", None)
+    if isinstance(concurrency, int) and concurrency > 0:
+        cloudinary_client.size_http_pool(concurrency)
 
 
 @setup_logging.connect

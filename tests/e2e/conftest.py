@@ -25,6 +25,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     # is on, as in production). A failure here is reported as an error at teardown.
     leaked = running.logged_credentials()
     assert leaked == [], f"{len(leaked)} of {len(running.credentials)} credentials found in the logs: {leaked}"
+    # The workers' Cloudinary connections were kept alive, not discarded (common/cloudinary_client.py).
+    assert running.worker_log_lines("Connection pool is full") == 0
 
 
 @pytest.fixture
