@@ -3,7 +3,9 @@ served as JSON and as a reference page with local assets only, and its response 
 catches drift. (Every response of the whole suite goes through that checker: tests/openapi_contract.py.)"""
 from __future__ import annotations
 
+import base64
 import json
+import random
 import re
 import time
 from html.parser import HTMLParser
@@ -15,7 +17,7 @@ from openapi_spec_validator import validate
 from common import tokens
 from tests.conftest import SEED_ALBUM, SEED_ORG, SEED_USER, TEST_JWT_SECRET, row_counts
 from tests.seed import SEED_RESPONSE_HEADERS
-from web import create_app, openapi
+from web import albums, create_app, openapi
 
 #: The seed's response headers (SEED-album-api.md), less Content-Length.
 SEED_HEADERS = {k: v for k, v in SEED_RESPONSE_HEADERS.items() if k != "Content-Length"}
@@ -150,6 +152,7 @@ def test_the_reference_page_uses_local_assets_only_under_its_own_csp(client):
     [
         ("/images?limit=0", "limit"), ("/images?limit=201", "limit"), ("/images?limit=x", "limit"),
         ("/images?limit=%C2%B2", "limit"), ("/images?cursor=%21%21", "cursor"), ("/images?cursor=YWJj", "cursor"),
+        ("/images?cursor=MTI%3D", "cursor"), ("/images?cursor=MTJ", "cursor"), ("/images?cursor=MTI%0A", "cursor"),
         ("/duplicates?threshold=65", "threshold"), ("/duplicates?threshold=-1", "threshold"),
         ("/duplicates?threshold=%D9%A1", "threshold"),
     ],
@@ -159,6 +162,32 @@ def test_query_constraints_are_400_naming_the_field(client, seed_album, path, fi
     assert response.status_code == 400
     assert response.get_json()["error"]["code"] == "invalid_parameter"
     assert f"'{field}'" in response.get_json()["error"]["message"]
+
+
+def test_the_documented_cursor_pattern_is_exactly_what_the_server_accepts():
+    """Schemathesis's positive_data_acceptance holds the server to it; here, the language itself:
+    the unpadded URL-safe base64 of 1 to 18 ASCII digits, nothing more."""
+    cursor = next(p for p in openapi.document()["paths"]["/api/v1/albums/{album_id}/images"]["get"]["parameters"]
+                  if p["name"] == "cursor")
+    assert cursor["schema"]["pattern"] == albums.CURSOR_PATTERN
+    pattern = re.compile(albums.CURSOR_PATTERN)
+
+    def encode(digits: str) -> str:
+        return base64.urlsafe_b64encode(digits.encode()).decode().rstrip("=")
+
+    rng = random.Random(5)
+    for _ in range(5000):
+        assert pattern.fullmatch(encode("".join(rng.choice("0123456789") for _ in range(rng.randint(1, 18)))))
+    assert not pattern.fullmatch(encode("1" * 19))
+    alphabet = "MNODTjzAEIMQUYcgkwxyz012345QgwTI"
+    for _ in range(20000):
+        candidate = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 25)))
+        try:
+            decoded = base64.urlsafe_b64decode(candidate + "=" * (-len(candidate) % 4)).decode("ascii")
+            canonical = decoded.isdigit() and len(decoded) <= 18 and encode(decoded) == candidate
+        except ValueError:
+            canonical = False
+        assert bool(pattern.fullmatch(candidate)) == canonical, candidate
 
 
 @pytest.mark.parametrize("image_id", ["abc", "0", "1" * 19, "%C2%B2", "-1", "1.5"])
