@@ -190,6 +190,24 @@ def test_the_documented_cursor_pattern_is_exactly_what_the_server_accepts():
         assert bool(pattern.fullmatch(candidate)) == canonical, candidate
 
 
+def test_pages_follow_next_cursor_to_every_image(client, seed_album):
+    from common import db
+    from common.models import Image
+
+    with db.session_scope() as db_session:
+        db_session.add_all(Image(album_id=SEED_ALBUM, public_id=f"page-{n}") for n in range(5))
+    seen, cursor = [], None
+    while True:
+        query = "?limit=2" + (f"&cursor={cursor}" if cursor else "")
+        body = client.get(f"/api/v1/albums/{SEED_ALBUM}/images{query}", headers=session("read")).get_json()
+        seen += [image["public_id"] for image in body["images"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+        assert re.fullmatch(albums.CURSOR_PATTERN, cursor)
+    assert seen == [f"page-{n}" for n in range(5)]
+
+
 @pytest.mark.parametrize("image_id", ["abc", "0", "1" * 19, "%C2%B2", "-1", "1.5"])
 def test_a_malformed_image_id_is_400_naming_it_and_deletes_nothing(client, seed_album, image_id):
     before = row_counts()
