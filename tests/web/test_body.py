@@ -55,17 +55,21 @@ def test_the_scan_agrees_with_the_parser_on_random_documents():
         assert nesting_within(raw, MAX_JSON_DEPTH) == (depth(doc) <= MAX_JSON_DEPTH), raw[:200]
 
 
+LIMIT = MAX_JSON_DEPTH
+
+
 @pytest.mark.parametrize("raw, within", [
-    (b"[" * 32 + b"]" * 32, True),
-    (b"[" * 33 + b"]" * 33, False),
-    (b"{\"a\":" * 32 + b"1" + b"}" * 32, True),
-    (b"{\"a\":" * 33 + b"1" + b"}" * 33, False),
+    (b"[" * LIMIT + b"]" * LIMIT, True),
+    (b"[" * (LIMIT + 1) + b"]" * (LIMIT + 1), False),
+    (b"{\"a\":" * LIMIT + b"1" + b"}" * LIMIT, True),
+    (b"{\"a\":" * (LIMIT + 1) + b"1" + b"}" * (LIMIT + 1), False),
+    (b"[" + b"[1, {}], " * 500 + b"[]]", True),  # many brackets, shallow
     (NESTED, False),
     (b"[" * 100000, False),  # unbalanced and deep: never reaches the parser
     (b'["' + b"[" * 5000 + b'"]', True),  # brackets in a string are text
     (b'["\\"' + b"[" * 5000 + b'"]', True),  # an escaped quote does not end the string
-    (b'"' + b"[" * 5000, True),  # an unterminated string: the parser's to refuse
-    (b"[" * 40 + b"]" * 39, False),
+    (b'["\\\\"' + b", " + b"[" * 5000 + b'"]', False),  # ...an escaped backslash does
+    (b"[" * (LIMIT + 8) + b"]" * (LIMIT + 7), False),
 ])
 def test_depth_cases(raw, within):
     assert nesting_within(raw, MAX_JSON_DEPTH) is within
