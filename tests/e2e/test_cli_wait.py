@@ -48,6 +48,6 @@ def test_reprocess_wait_exits_non_zero_and_names_each_failed_photo(stack: Stack,
     assert result.returncode == 1, result.stdout + result.stderr
     assert "2 images, 4 tasks enqueued" in result.stdout
     assert "1 ready, 1 failed" in result.stdout
-    assert f"failed: {gone}: " in result.stderr and "not found on Cloudinary" in result.stderr
-    statuses = {i["public_id"]: i["status"] for i in stack.images(album)}
-    assert statuses == {gone: "failed", uploads[1]["public_id"]: "ready"}
+    images = {i["public_id"]: i for i in stack.images(album)}
+    assert {name: i["status"] for name, i in images.items()} == {gone: "failed", uploads[1]["public_id"]: "ready"}
+    assert images[gone]["error"] and f"failed: {gone}: {images[gone]['error']}" in result.stderr

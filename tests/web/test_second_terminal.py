@@ -94,3 +94,19 @@ def test_a_second_terminal_reaches_the_same_stack(started, redis_url):
                                       '-H "Authorization: Bearer $TOKEN" "$PUBLIC_URL/api/v1/albums/' + SEED_ALBUM + '/upload_done"')
     assert readme.returncode == 0, readme.stdout + readme.stderr
     assert json.loads(readme.stdout)["id"] == SEED_ALBUM
+
+
+def test_the_env_file_can_hold_every_setting_the_app_reads():
+    """run.sh names the variables it writes: none that common.config reads may be missing."""
+    from common.config import load_settings
+
+    class Recording(dict):
+        def get(self, key, default=None):
+            read.add(key)
+            return default
+
+    read: set[str] = set()
+    load_settings(Recording())
+    written = set((ROOT / "scripts" / "run.sh").read_text().split('SETTINGS="', 1)[1].split('"', 1)[0].split())
+    assert read and read <= written, sorted(read - written)
+
