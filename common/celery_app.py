@@ -13,7 +13,8 @@ from celery.signals import before_task_publish
 
 from common.logs import request_id_var
 
-app = Celery("album")
+# Events through a dispatcher whose task-event buffer is thread-safe (common/celery_events.py).
+app = Celery("album", events="common.celery_events:LockedEvents")
 app.config_from_object("celeryconfig")
 
 
