@@ -121,11 +121,8 @@ class Settings:
             raise ConfigError(f"BROKER_VISIBILITY_TIMEOUT must be at least 20 s, got {self.broker_visibility_timeout}")
         if self.stage_lease < 1 or self.heal_interval <= 0:
             raise ConfigError("STAGE_LEASE must be at least 1 s and HEAL_INTERVAL above 0")
-        if self.broker_url.startswith("sentinel://") and not self.redis_master_name:
-            raise ConfigError(
-                "CELERY_BROKER_URL is a sentinel:// URL: set REDIS_MASTER_NAME to the master name "
-                "the Sentinels monitor (their 'sentinel monitor <name> ...' line)"
-            )
+        if self.broker_url.startswith("sentinel://"):
+            self._check_sentinel()
         if not self.production:
             return
         if not self.jwt_secret or self.jwt_secret == DEV_JWT_SECRET or len(self.jwt_secret) < 32:
@@ -135,6 +132,20 @@ class Settings:
             )
         if self.cloudinary_url == DEV_CLOUDINARY_URL:
             raise ConfigError("APP_ENV=production needs CLOUDINARY_URL (cloudinary://KEY:SECRET@CLOUD)")
+
+
+    def _check_sentinel(self) -> None:
+        from common.redis_conn import parse_sentinel_url
+
+        if not self.redis_master_name:
+            raise ConfigError(
+                "CELERY_BROKER_URL is a sentinel:// URL: set REDIS_MASTER_NAME to the master name "
+                "the Sentinels monitor (their 'sentinel monitor <name> ...' line)"
+            )
+        try:
+            parse_sentinel_url(self.broker_url)
+        except ValueError as exc:
+            raise ConfigError(f"CELERY_BROKER_URL: {exc}") from None
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:

@@ -4,10 +4,12 @@ product makes beside kombu's (coordination gates and budget, the webhook's fast 
 Two URL forms, the same ones kombu's Redis transport reads for ``CELERY_BROKER_URL``:
 
 - ``redis://[:PASSWORD@]HOST:PORT/DB`` (and ``rediss://``, ``unix://``): one Redis;
-- ``sentinel://[:PASSWORD@]HOST:PORT/DB;sentinel://HOST2:PORT2;...``: Redis Sentinel, with the
-  master's name in ``REDIS_MASTER_NAME`` (kombu gets it as ``broker_transport_options
-  ["master_name"]``). As in kombu, the password and DB come from the first URL and go to the
-  master; every URL names one Sentinel.
+- ``sentinel://[:PASSWORD@]HOST:PORT/DB;sentinel://[:PASSWORD@]HOST2:PORT2/DB;...``: Redis
+  Sentinel, one URL per Sentinel, with the master's name in ``REDIS_MASTER_NAME`` (kombu gets it
+  as ``broker_transport_options["master_name"]``). The password and DB are the master's. Every
+  URL must carry the same ones: kombu moves from URL to URL when a connection fails and then
+  uses the credentials of the URL it is on (a URL without the password meets ``NOAUTH`` on the
+  master), so :func:`parse_sentinel_url` refuses URLs that differ.
 
 A Sentinel client is redis-py's ``Sentinel(...).master_for(name)``: every new connection asks
 the Sentinels where the master is, and a connection to a master that died or was demoted
@@ -16,7 +18,7 @@ fails and is replaced, so after a failover the next command reaches the promoted
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 import redis
 from redis.sentinel import Sentinel
@@ -36,7 +38,7 @@ def is_redis_url(url: str) -> bool:
 
 def parse_sentinel_url(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
     """``sentinel://...;sentinel://...`` -> the Sentinels' addresses and the master's
-    connection kwargs (``db``, ``password``, ``username``) taken from the first URL."""
+    connection kwargs (``db``, ``password``, ``username``), the same in every URL."""
     parts = [part for part in url.split(";") if part]
     if not parts or not all(is_sentinel_url(part) for part in parts):
         raise ValueError(f"not a sentinel:// URL list: {url.split('@')[-1]!r}")
@@ -46,13 +48,19 @@ def parse_sentinel_url(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]
         if not split.hostname:
             raise ValueError("a sentinel:// URL needs a host")
         sentinels.append((split.hostname, split.port or SENTINEL_DEFAULT_PORT))
-    first = urlsplit(parts[0])
-    master: dict[str, Any] = {"db": int(first.path.strip("/") or 0)}
-    if first.password:
-        master["password"] = unquote(first.password)
-    if first.username:
-        master["username"] = unquote(first.username)
-    return sentinels, master
+    masters = [_master_kwargs(urlsplit(part)) for part in parts]
+    if any(m != masters[0] for m in masters):
+        raise ValueError("every sentinel:// URL must carry the same password and db (kombu uses each URL's own)")
+    return sentinels, masters[0]
+
+
+def _master_kwargs(split: SplitResult) -> dict[str, Any]:
+    master: dict[str, Any] = {"db": int(split.path.strip("/") or 0)}
+    if split.password:
+        master["password"] = unquote(split.password)
+    if split.username:
+        master["username"] = unquote(split.username)
+    return master
 
 
 def redis_client(url: str, master_name: str | None = None, **kwargs: Any) -> redis.Redis:

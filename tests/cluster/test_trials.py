@@ -1,0 +1,240 @@
+"""The four trials of the multi-host rig (issue 10), each on a fresh cluster: N photos uploaded
+through the signed form straight to Cloudinary, their notifications through both web hosts,
+the work on three worker hosts, and one fault staged mid-burst as it comes in production."""
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Callable
+
+from sqlalchemy.orm import Session
+
+from common.models import Album, Organization
+from tests.cluster.client import WebPool, tiny_jpeg, upload_burst
+from tests.cluster.rig import ADDRESSES, WORKER_HOSTS, Cluster, per_host, public_ids, ready_counts, wait_for
+
+#: Photos per trial (the issue asks for at least 300; CLUSTER_PHOTOS overrides for a quick look).
+N = int(os.environ.get("CLUSTER_PHOTOS", "300"))
+
+
+def photos(tmp: Path, n: int) -> list[Path]:
+    paths = []
+    for i in range(n):
+        path = tmp / f"photo-{i}.jpg"
+        path.write_bytes(tiny_jpeg(i))
+        paths.append(path)
+    return paths
+
+
+def new_album(cluster: Cluster, album_id: str) -> str:
+    with Session(cluster.engine) as session, session.begin():
+        org = Organization(name="cluster")
+        session.add(org)
+        session.flush()
+        session.add(Album(id=album_id, organization_id=org.id))
+    return album_id
+
+
+def every_photo_ready_once(cluster: Cluster, pool: WebPool, album: str, uploaded: list[str], timeout: float) -> float:
+    """Wait until the database has each uploaded photo exactly once, all ready, and the album's
+    count is exact; check it through the API too. Returns the seconds waited."""
+    started = time.monotonic()
+    n = len(uploaded)
+
+    def settled() -> bool:
+        counts = ready_counts(cluster, album)
+        return counts["ready"] == n and sum(counts.values()) == n
+
+    try:
+        wait_for(settled, timeout, f"{n} photos ready", interval=1.0)
+    except AssertionError:
+        raise AssertionError(f"not every photo ready: {dict(ready_counts(cluster, album))} of {n}") from None
+    rows = public_ids(cluster, album)
+    assert len(rows) == n and sorted(rows) == sorted(uploaded), "each uploaded photo once, no other"
+    wait_for(lambda: pool.album(album)["images_count"] == n, 60, "the exact images_count")
+    images = pool.images(album)
+    assert sorted(i["public_id"] for i in images) == sorted(uploaded)
+    assert Counter(i["status"] for i in images) == {"ready": n}
+    return time.monotonic() - started
+
+
+def share(counter: Counter[str], key: str) -> float:
+    total = sum(counter.values())
+    return counter[key] / total if total else 0.0
+
+
+def test_happy_path_spreads_over_every_host(make_cluster: Callable[..., Cluster], web: Callable[[Cluster], WebPool],
+                                            record: Callable[[str, str], None], tmp_path: Path) -> None:
+    cluster = make_cluster()
+    pool = web(cluster)
+    album = new_album(cluster, "CLUSTERHAPPY")
+    form = pool.upload_done(album)["upload_form"]
+    burst = upload_burst(form, photos(tmp_path, N))
+    waited = every_photo_ready_once(cluster, pool, album, burst.public_ids, timeout=300)
+
+    runs = cluster.task_runs()
+    tasks = per_host(runs)
+    webhooks = cluster.webhooks_per_web_host()
+    record("1 happy path", f"rig up in {cluster.start_seconds:.0f} s; {N} photos uploaded in {burst.seconds:.0f} s, "
+                           f"all ready {waited:.0f} s after the last upload")
+    record("1 happy path", f"tasks per worker host: {dict(tasks)}; webhooks per web host: {dict(webhooks)}; "
+                           f"API calls per web host: {dict(pool.served)}")
+    # Visibly spread: every worker host ran a fair share of the work, both web hosts took webhooks.
+    for host in WORKER_HOSTS:
+        assert share(tasks, host) >= 0.15, (host, tasks)
+    assert sum(webhooks.values()) >= N
+    assert min(webhooks.values()) >= 0.2 * N, webhooks
+
+
+def test_a_worker_host_cut_off_mid_burst_loses_nothing(make_cluster: Callable[..., Cluster],
+                                                       web: Callable[[Cluster], WebPool],
+                                                       record: Callable[[str, str], None], tmp_path: Path) -> None:
+    cluster = make_cluster()
+    pool = web(cluster)
+    # Cloudinary answers in 150 ms: the io workers have calls in flight when the cable goes.
+    cluster.emulator("POST", "/_emulator/faults", json={"latency_ms": 150})
+    album = new_album(cluster, "CLUSTERWORKERCUT")
+    form = pool.upload_done(album)["upload_form"]
+    victim = "worker-3"
+    cut_at = 0.0
+
+    def cut() -> None:
+        nonlocal cut_at
+        cluster.net.cut(victim)
+        cut_at = time.time()
+
+    burst = upload_burst(form, photos(tmp_path, N), fault_after=N // 3, fault=cut)
+    # No upload_done after the burst: what the cut host held must come back through the broker.
+    waited = every_photo_ready_once(cluster, pool, album, burst.public_ids, timeout=300)
+
+    runs = cluster.task_runs()
+    on_victim = {r.task_id: r for r in runs if r.host == victim and r.event == "received"}
+    finished_on_victim = {r.task_id for r in runs if r.host == victim and r.event == "succeeded" and r.ts < cut_at}
+    stranded = set(on_victim) - finished_on_victim
+    elsewhere = {r.task_id: r for r in runs if r.host != victim and r.event == "received" and r.ts >= cut_at}
+    done_elsewhere = {r.task_id for r in runs if r.host != victim and r.event == "succeeded"}
+    assert stranded, "the cut caught no task reserved on the host: the trial proved nothing"
+    assert stranded <= set(elsewhere) and stranded <= done_elsewhere, sorted(stranded - done_elsewhere)
+    back_after = sorted(elsewhere[t].ts - cut_at for t in stranded)
+    tasks = per_host(runs)
+    record("2 worker host cut", f"{victim} cut after {N // 3} of {N} uploads; {len(stranded)} tasks it had reserved "
+                                f"({dict(Counter(on_victim[t].name for t in stranded))}) came back on other hosts "
+                                f"{back_after[0]:.0f}-{back_after[-1]:.0f} s after the cut "
+                                f"(visibility timeout {cluster.visibility_timeout} s)")
+    record("2 worker host cut", f"all {N} ready once, {waited:.0f} s after the last upload; "
+                                f"tasks per worker host: {dict(tasks)}; stages the beat's sweep re-drove: "
+                                f"{cluster.swept()}; workers restarted: {cluster.restarts()}")
+    # A message reserved before the cut comes back once its visibility timeout ran out, plus at
+    # most one restore interval and the time to run it.
+    assert back_after[-1] <= cluster.visibility_timeout + 30, back_after
+
+
+def test_a_web_host_cut_off_mid_burst_loses_nothing(make_cluster: Callable[..., Cluster],
+                                                    web: Callable[[Cluster], WebPool],
+                                                    record: Callable[[str, str], None], tmp_path: Path) -> None:
+    cluster = make_cluster()
+    pool = web(cluster)
+    album = new_album(cluster, "CLUSTERWEBCUT")
+    form = pool.upload_done(album)["upload_form"]
+    victim, survivor = "web-2", "web-1"
+    victim_url = cluster.web_urls[1]
+    before_cut: Counter[str] = Counter()
+
+    def cut() -> None:
+        before_cut.update(cluster.webhooks_per_web_host())
+        cluster.net.cut(victim)
+
+    burst = upload_burst(form, photos(tmp_path, N), fault_after=N // 3, fault=cut)
+    # The client keeps using both hosts (round-robin) while it waits: calls to the cut one
+    # time out and go to the other. No upload_done: the webhooks alone must bring every photo.
+    waited = every_photo_ready_once(cluster, pool, album, burst.public_ids, timeout=300)
+    stats = cluster.emulator("GET", "/_emulator/stats")["notifications"]
+    webhooks = cluster.webhooks_per_web_host()
+    record("3 web host cut", f"{victim} cut after {N // 3} of {N} uploads; webhooks answered before the cut "
+                             f"{dict(before_cut)}, in all {dict(webhooks)}; notifications {stats}")
+    record("3 web host cut", f"all {N} ready once, {waited:.0f} s after the last upload; client calls moved off "
+                             f"the cut host: {pool.failed_over[victim_url]}, served per host {dict(pool.served)}")
+    assert before_cut[victim] > 0, "the cut host took no webhook before it went: the trial proved nothing"
+    assert webhooks[survivor] - before_cut[survivor] > 0
+    assert stats.get("failed", 0) == 0, stats  # no notification given up: the balancer moved them
+    assert pool.failed_over[victim_url] > 0  # the client did meet the cut host, and went round it
+
+
+class FailoverClock:
+    """Staged in a thread at the kill: when the Sentinels named a new master, and when the API
+    (an upload_done: coordination gates + a kombu publish) answered 200 again."""
+
+    def __init__(self, cluster: Cluster, pool: WebPool, album: str) -> None:
+        self.cluster, self.pool, self.album = cluster, pool, album
+        self.killed_at = self.promoted_at = self.api_back_at = 0.0
+        self.old_master = cluster.master_address()
+        self.new_master: tuple[str, int] | None = None
+
+    def kill_master(self) -> None:
+        self.cluster.net.kill("data", "redis")  # SIGKILL: no shutdown, no last save
+        self.killed_at = time.monotonic()
+        import threading
+
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self) -> None:
+        deadline = self.killed_at + 120
+        while time.monotonic() < deadline and not (self.promoted_at and self.api_back_at):
+            if not self.promoted_at:
+                found = self.cluster.master_address()
+                if found and found != self.old_master:
+                    self.new_master, self.promoted_at = found, time.monotonic()
+            if not self.api_back_at:
+                url = self.cluster.web_urls[0]
+                try:
+                    import requests
+
+                    response = requests.post(f"{url}/api/v1/albums/{self.album}/upload_done", timeout=2,
+                                             headers={"Authorization": f"Bearer {self.pool.token(self.album)}"})
+                    if response.status_code == 200:
+                        self.api_back_at = time.monotonic()
+                except requests.RequestException:
+                    pass
+            time.sleep(0.1)
+
+
+def test_the_broker_fails_over_and_every_photo_is_ready_once(make_cluster: Callable[..., Cluster],
+                                                             web: Callable[[Cluster], WebPool],
+                                                             record: Callable[[str, str], None], tmp_path: Path) -> None:
+    cluster = make_cluster(sentinel=True)
+    pool = web(cluster)
+    album = new_album(cluster, "CLUSTERFAILOVER")
+    form = pool.upload_done(album)["upload_form"]
+    clock = FailoverClock(cluster, pool, album)
+    assert clock.old_master == (ADDRESSES["data"], 6379)
+
+    burst = upload_burst(form, photos(tmp_path, N), fault_after=N // 3, fault=clock.kill_master)
+    wait_for(lambda: clock.promoted_at and clock.api_back_at, 120, "the promotion and the API back")
+    assert clock.new_master == (ADDRESSES["redis-2"], 6379)
+    # The client says upload_done (retried through any 503): its reconcile lists the album on
+    # Cloudinary and brings in what the failover lost.
+    pool.upload_done(album)
+    waited = every_photo_ready_once(cluster, pool, album, burst.public_ids, timeout=300)
+
+    # Web and workers follow the promoted master: every worker process ran tasks after the kill.
+    kill_wall = time.time() - (time.monotonic() - clock.killed_at)
+    after = Counter(f"{r.host}/{r.worker}" for r in cluster.task_runs() if r.ts > kill_wall and r.event == "succeeded")
+    for host in WORKER_HOSTS:
+        for kind in ("fast", "io"):
+            assert after[f"{host}/{kind}"] > 0, after
+    statuses = cluster.web_statuses()
+    assert statuses.get("500", 0) == 0, statuses  # a lost broker is a 503, never a 500
+    # The coordination keys live on the promoted master now.
+    promoted = cluster.redis_at("redis-2")
+    assert promoted.info("replication")["role"] == "master"
+    assert promoted.zscore("album:forms_out", album) is not None
+    stats = cluster.emulator("GET", "/_emulator/stats")["notifications"]
+    record("4 broker failover", f"master SIGKILLed after {N // 3} of {N} uploads; Sentinels promoted redis-2 "
+                                f"{clock.promoted_at - clock.killed_at:.1f} s later; the API wrote again "
+                                f"{clock.api_back_at - clock.killed_at:.1f} s after the kill")
+    record("4 broker failover", f"all {N} ready once, {waited:.0f} s after upload_done; web answers {statuses}; "
+                                f"notifications {stats}; tasks per worker after the kill {dict(after)}; "
+                                f"stages the sweep re-drove: {cluster.swept()}; workers restarted by their "
+                                f"supervisor: {cluster.restarts()}")
