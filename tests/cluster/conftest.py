@@ -65,7 +65,7 @@ def make_cluster(request: pytest.FixtureRequest) -> Iterator[Callable[..., Clust
 
 
 @pytest.fixture
-def web(request: pytest.FixtureRequest) -> Callable[[Cluster], WebPool]:
+def web() -> Callable[[Cluster], WebPool]:
     return lambda cluster: WebPool(cluster.web_urls, cluster.secrets["JWT_SECRET"])
 
 

@@ -26,17 +26,20 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import psycopg
 import redis
 import requests
 
 from tests.cluster import netns
+from tests.e2e.stack import wait_for
 from tests.redis_sentinel import redis_server_cmd, sentinel_cmd
 
 ROOT = Path(__file__).resolve().parents[2]
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+#: Debian's PostgreSQL server binaries (the newest installed major version).
+PG_BIN = max(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name),
+             default=Path("/usr/lib/postgresql/15/bin"))
 
 ADDRESSES = {
     "lb": "10.231.0.5",
@@ -60,17 +63,6 @@ SENTINEL_PORT = 26379
 PG_PORT = 5432
 MASTER_NAME = "album"
 API_KEY = "614335564976464"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 def _tcp_open(host: str, port: int) -> bool:
@@ -187,10 +179,10 @@ class Cluster:
         self._supervised("worker-1", "beat", ["-m", "celery", "--app", "worker.app:app", "beat", "--loglevel", "INFO",
                                               "--schedule", str(beat_dir / "schedule")])
         for url in self.web_urls + [self.public_url]:
-            wait_for(lambda: self._healthy(url), 60, f"{url}/health")
+            wait_for(lambda: self._healthy(url), 60, what=f"{url}/health")
         for host in WORKER_HOSTS:
             for kind in ("fast", "io"):
-                wait_for(lambda: " ready." in self.log(host, kind), 90, f"the {kind} worker on {host}")
+                wait_for(lambda: " ready." in self.log(host, kind), 90, what=f"the {kind} worker on {host}")
         self.start_seconds = time.monotonic() - started
 
     def start_workers(self, host: str) -> None:
@@ -266,12 +258,12 @@ class Cluster:
         ], env, keep_stdout=False)  # its stdout is the CLOUDINARY_URL line, secret included
 
     def _wait_data_tier(self) -> None:
-        wait_for(lambda: _tcp_open(ADDRESSES["data"], PG_PORT), 60, "PostgreSQL")
-        wait_for(lambda: self._redis_ok(), 30, "Redis")
+        wait_for(lambda: _tcp_open(ADDRESSES["data"], PG_PORT), 60, what="PostgreSQL")
+        wait_for(lambda: self._redis_ok(), 30, what="Redis")
         if self.sentinel:
-            wait_for(lambda: self._replica_synced(), 30, "the replica's first sync")
-            wait_for(lambda: all(self._sentinel_sees_quorum(h) for h in SENTINEL_HOSTS), 30, "the Sentinels")
-        wait_for(lambda: self._healthy(self.emulator_url, "/_emulator/health"), 60, "the emulator")
+            wait_for(lambda: self._replica_synced(), 30, what="the replica's first sync")
+            wait_for(lambda: all(self._sentinel_sees_quorum(h) for h in SENTINEL_HOSTS), 30, what="the Sentinels")
+        wait_for(lambda: self._healthy(self.emulator_url, "/_emulator/health"), 60, what="the emulator")
 
     def _create_database(self) -> None:
         with psycopg.connect(host=ADDRESSES["data"], port=PG_PORT, user="postgres", password=self.secrets["postgres"],

@@ -4,16 +4,19 @@ the work on three worker hosts, and one fault staged mid-burst as it comes in pr
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Callable
 
+import requests
 from sqlalchemy.orm import Session
 
 from common.models import Album, Organization
 from tests.cluster.client import WebPool, tiny_jpeg, upload_burst
-from tests.cluster.rig import ADDRESSES, WORKER_HOSTS, Cluster, per_host, public_ids, ready_counts, wait_for
+from tests.cluster.rig import ADDRESSES, WEB_HOSTS, WORKER_HOSTS, Cluster, per_host, public_ids, ready_counts
+from tests.e2e.stack import wait_for
 
 #: Photos per trial (the issue asks for at least 300; CLUSTER_PHOTOS overrides for a quick look).
 N = int(os.environ.get("CLUSTER_PHOTOS", "300"))
@@ -48,12 +51,12 @@ def every_photo_ready_once(cluster: Cluster, pool: WebPool, album: str, uploaded
         return counts["ready"] == n and sum(counts.values()) == n
 
     try:
-        wait_for(settled, timeout, f"{n} photos ready", interval=1.0)
+        wait_for(settled, timeout, interval=1.0, what=f"{n} photos ready")
     except AssertionError:
         raise AssertionError(f"not every photo ready: {dict(ready_counts(cluster, album))} of {n}") from None
     rows = public_ids(cluster, album)
     assert len(rows) == n and sorted(rows) == sorted(uploaded), "each uploaded photo once, no other"
-    wait_for(lambda: pool.album(album)["images_count"] == n, 60, "the exact images_count")
+    wait_for(lambda: pool.album(album)["images_count"] == n, 60, what="the exact images_count")
     images = pool.images(album)
     assert sorted(i["public_id"] for i in images) == sorted(uploaded)
     assert Counter(i["status"] for i in images) == {"ready": n}
@@ -171,12 +174,12 @@ class FailoverClock:
         self.killed_at = self.promoted_at = self.api_back_at = 0.0
         self.old_master = cluster.master_address()
         self.new_master: tuple[str, int] | None = None
+        self.webhooks_before: Counter[str] = Counter()
 
     def kill_master(self) -> None:
         self.cluster.net.kill("data", "redis")  # SIGKILL: no shutdown, no last save
         self.killed_at = time.monotonic()
-        import threading
-
+        self.webhooks_before = self.cluster.webhooks_per_web_host()
         threading.Thread(target=self._watch, daemon=True).start()
 
     def _watch(self) -> None:
@@ -189,8 +192,6 @@ class FailoverClock:
             if not self.api_back_at:
                 url = self.cluster.web_urls[0]
                 try:
-                    import requests
-
                     response = requests.post(f"{url}/api/v1/albums/{self.album}/upload_done", timeout=2,
                                              headers={"Authorization": f"Bearer {self.pool.token(self.album)}"})
                     if response.status_code == 200:
@@ -211,7 +212,7 @@ def test_the_broker_fails_over_and_every_photo_is_ready_once(make_cluster: Calla
     assert clock.old_master == (ADDRESSES["data"], 6379)
 
     burst = upload_burst(form, photos(tmp_path, N), fault_after=N // 3, fault=clock.kill_master)
-    wait_for(lambda: clock.promoted_at and clock.api_back_at, 120, "the promotion and the API back")
+    wait_for(lambda: clock.promoted_at and clock.api_back_at, 120, what="the promotion and the API back")
     assert clock.new_master == (ADDRESSES["redis-2"], 6379)
     # The client says upload_done (retried through any 503): its reconcile lists the album on
     # Cloudinary and brings in what the failover lost.
@@ -224,6 +225,8 @@ def test_the_broker_fails_over_and_every_photo_is_ready_once(make_cluster: Calla
     for host in WORKER_HOSTS:
         for kind in ("fast", "io"):
             assert after[f"{host}/{kind}"] > 0, after
+    webhooks_after = cluster.webhooks_per_web_host() - clock.webhooks_before
+    assert all(webhooks_after[host] > 0 for host in WEB_HOSTS), webhooks_after  # both web hosts publish again
     statuses = cluster.web_statuses()
     assert statuses.get("500", 0) == 0, statuses  # a lost broker is a 503, never a 500
     # The coordination keys live on the promoted master now.
@@ -235,6 +238,7 @@ def test_the_broker_fails_over_and_every_photo_is_ready_once(make_cluster: Calla
                                 f"{clock.promoted_at - clock.killed_at:.1f} s later; the API wrote again "
                                 f"{clock.api_back_at - clock.killed_at:.1f} s after the kill")
     record("4 broker failover", f"all {N} ready once, {waited:.0f} s after upload_done; web answers {statuses}; "
-                                f"notifications {stats}; tasks per worker after the kill {dict(after)}; "
+                                f"notifications {stats}; webhooks per web host after the kill {dict(webhooks_after)}; "
+                                f"tasks per worker after the kill {dict(after)}; "
                                 f"stages the sweep re-drove: {cluster.swept()}; workers restarted by their "
                                 f"supervisor: {cluster.restarts()}")
