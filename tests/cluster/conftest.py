@@ -57,7 +57,11 @@ def make_cluster(request: pytest.FixtureRequest) -> Iterator[Callable[..., Clust
         left = cluster.stop()
         failed = request.node.rep_call.failed if hasattr(request.node, "rep_call") else True
         if failed or os.environ.get("CLUSTER_KEEP_LOGS") == "1":
-            print(f"cluster logs kept in {tmp}")
+            # The logs only: the databases and photos are of no use after the run.
+            for path in tmp.iterdir():
+                if path.is_dir() and path.name != "logs":
+                    shutil.rmtree(path, ignore_errors=True)
+            print(f"cluster logs kept in {tmp / 'logs'}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
         assert not left, f"the rig left behind: {left}"

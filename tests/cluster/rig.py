@@ -179,10 +179,10 @@ class Cluster:
         self._supervised("worker-1", "beat", ["-m", "celery", "--app", "worker.app:app", "beat", "--loglevel", "INFO",
                                               "--schedule", str(beat_dir / "schedule")])
         for url in self.web_urls + [self.public_url]:
-            wait_for(lambda: self._healthy(url), 60, what=f"{url}/health")
+            wait_for(lambda: self._healthy(url), 120, what=f"{url}/health")
         for host in WORKER_HOSTS:
             for kind in ("fast", "io"):
-                wait_for(lambda: " ready." in self.log(host, kind), 90, what=f"the {kind} worker on {host}")
+                wait_for(lambda: " ready." in self.log(host, kind), 120, what=f"the {kind} worker on {host}")
         self.start_seconds = time.monotonic() - started
 
     def start_workers(self, host: str) -> None:
@@ -258,12 +258,12 @@ class Cluster:
         ], env, keep_stdout=False)  # its stdout is the CLOUDINARY_URL line, secret included
 
     def _wait_data_tier(self) -> None:
-        wait_for(lambda: _tcp_open(ADDRESSES["data"], PG_PORT), 60, what="PostgreSQL")
+        wait_for(lambda: _tcp_open(ADDRESSES["data"], PG_PORT), 120, what="PostgreSQL")
         wait_for(lambda: self._redis_ok(), 30, what="Redis")
         if self.sentinel:
             wait_for(lambda: self._replica_synced(), 30, what="the replica's first sync")
             wait_for(lambda: all(self._sentinel_sees_quorum(h) for h in SENTINEL_HOSTS), 30, what="the Sentinels")
-        wait_for(lambda: self._healthy(self.emulator_url, "/_emulator/health"), 60, what="the emulator")
+        wait_for(lambda: self._healthy(self.emulator_url, "/_emulator/health"), 120, what="the emulator")
 
     def _create_database(self) -> None:
         with psycopg.connect(host=ADDRESSES["data"], port=PG_PORT, user="postgres", password=self.secrets["postgres"],
