@@ -91,7 +91,7 @@ def main() -> None:
         # The Celery app (and the settings) read the broker from the environment at import.
         os.environ.update({"CELERY_BROKER_URL": sentinel_url, "REDIS_MASTER_NAME": MASTER})
         from common.fast_publish import RedisTaskPublisher
-        from worker.app import app
+        from common.celery_app import app
 
         args_ = ("ALBUM", {"public_id": "p", "notification_type": "upload"}, "user")
         direct = RedisTaskPublisher(app, redis_url)

@@ -18,8 +18,6 @@ import uuid
 from functools import lru_cache
 from typing import Any
 
-import redis
-import redis.exceptions
 from celery import Celery, signals
 from celery.utils.nodenames import anon_nodename
 from redis.backoff import NoBackoff

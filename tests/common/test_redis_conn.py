@@ -138,13 +138,13 @@ def test_coordination_follows_the_master_through_a_failover(sentinel_set: Sentin
     client = redis_client(sentinel_set.url, master_name=MASTER, socket_timeout=0.8, socket_connect_timeout=0.8,
                           retry=Retry(NoBackoff(), 0), retry_on_timeout=False)
     gate = Gate("album:recount", client)
-    assert gate.claim("A1", ttl=60)
+    assert gate.claim("A1", delay=60)
     assert sentinel_set.direct(sentinel_set.master_port).exists("album:recount:A1")
 
     sentinel_set.master.send_signal(signal.SIGKILL)  # no shutdown: the master just dies
     killed = time.monotonic()
     # Calls fail (quickly) until the Sentinel has promoted the replica, then reach it.
-    _until(lambda: gate.claim("A2", ttl=60), 30, "a gate claimed on the promoted master")
+    _until(lambda: gate.claim("A2", delay=60), 30, "a gate claimed on the promoted master")
     followed = time.monotonic() - killed
     assert sentinel_set.master_port_now() == sentinel_set.replica_port
     promoted = sentinel_set.direct(sentinel_set.replica_port)
@@ -156,12 +156,12 @@ def test_coordination_follows_the_master_through_a_failover(sentinel_set: Sentin
 
 def test_the_fast_publish_reaches_the_sentinels_master(sentinel_set: SentinelSet, monkeypatch: pytest.MonkeyPatch) -> None:
     from common.fast_publish import RedisTaskPublisher, publisher_for
-    from worker.app import app
+    from common.celery_app import app
 
     monkeypatch.setenv("REDIS_MASTER_NAME", MASTER)
     get_settings.cache_clear()
     try:
-        publisher = publisher_for(sentinel_set.url)
+        publisher = publisher_for(app, sentinel_set.url)
         assert isinstance(publisher, RedisTaskPublisher)
         publisher.publish("album.ingest", ("A", {"public_id": "p"}, None), "sentinel-q", "x")
     finally:
