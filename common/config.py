@@ -133,7 +133,6 @@ class Settings:
         if self.cloudinary_url == DEV_CLOUDINARY_URL:
             raise ConfigError("APP_ENV=production needs CLOUDINARY_URL (cloudinary://KEY:SECRET@CLOUD)")
 
-
     def _check_sentinel(self) -> None:
         from common.redis_conn import parse_sentinel_url
 
