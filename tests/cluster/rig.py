@@ -83,6 +83,9 @@ class TaskRun:
     ts: float
 
 
+#: Access log lines (gunicorn.conf.py's format: "%(r)s" %(s)s ...).
+_STATUS = re.compile(r'HTTP/[\d.]+" (\d{3}) ')
+_WEBHOOK_200 = re.compile(r'"POST /api/v1/cloudinary\?\S* HTTP/[\d.]+" 200 ')
 _TASK_LINE = re.compile(r"Task (album\.\w+)\[([0-9a-f-]{36})\] (received|succeeded)")
 
 
@@ -161,11 +164,9 @@ class Cluster:
         if migrate.wait(timeout=120) != 0:
             raise RuntimeError(f"migrations failed: {self.log('web-1', 'migrate')[-2000:]}")
         for host in WEB_HOSTS:
-            self._python(host, "gunicorn", [
-                "-m", "gunicorn", "--bind", f"{ADDRESSES[host]}:{WEB_PORT}", "--workers", "2", "--threads", "4",
-                # The path only: the webhook's query string carries its notification token.
-                "--access-logfile", "-", "--access-logformat", '%(h)s "%(m)s %(U)s" %(s)s %(L)s',
-                "web:create_app()"])
+            # As the Procfile runs it (gunicorn.conf.py: workers, threads, the redacting access log).
+            self._python(host, "gunicorn", ["-m", "gunicorn", "--config", "gunicorn.conf.py",
+                                            "--bind", f"{ADDRESSES[host]}:{WEB_PORT}", "web:create_app()"])
         self._python("lb", "balancer", ["-m", "tests.cluster.balancer", "--listen", f"{ADDRESSES['lb']}:{WEB_PORT}",
                                         *[arg for h in WEB_HOSTS for arg in ("--backend", f"{ADDRESSES[h]}:{WEB_PORT}")]])
         for host in WORKER_HOSTS:
@@ -374,14 +375,15 @@ class Cluster:
         return total
 
     def webhooks_per_web_host(self) -> Counter[str]:
-        return Counter({host: self.log(host, "gunicorn").count('"POST /api/v1/cloudinary" 200') for host in WEB_HOSTS})
+        """Webhooks each web host acknowledged (200), from its access log."""
+        return Counter({host: len(_WEBHOOK_200.findall(self.log(host, "gunicorn"))) for host in WEB_HOSTS})
 
     def web_statuses(self) -> Counter[str]:
         """HTTP statuses the web hosts answered (their access logs)."""
         found: Counter[str] = Counter()
         for host in WEB_HOSTS:
             for line in self.log(host, "gunicorn").splitlines():
-                match = re.search(r'" (\d{3}) ', line)
+                match = _STATUS.search(line)
                 if match:
                     found[match[1]] += 1
         return found
