@@ -28,6 +28,10 @@ broker_transport_options = {
     "socket_connect_timeout": 1.0,
     "max_connections": 64,
 }
+if _settings.redis_master_name:
+    # sentinel:// broker URLs (Redis Sentinel): kombu asks the Sentinels for this master on
+    # every new connection, so web and workers follow a failover when they reconnect.
+    broker_transport_options["master_name"] = _settings.redis_master_name
 task_publish_retry = True
 task_publish_retry_policy = {"max_retries": 2, "interval_start": 0, "interval_step": 0.1, "interval_max": 0.2}
 

@@ -53,6 +53,8 @@ class Settings:
     env: str = "development"
     database_url: str = f"sqlite:///{PROJECT_ROOT / 'var' / 'album.db'}"
     broker_url: str = "redis://127.0.0.1:6379/0"
+    #: The name Redis Sentinel monitors; needed when ``broker_url`` is ``sentinel://...``.
+    redis_master_name: str | None = None
     cloudinary_url: str = DEV_CLOUDINARY_URL
     jwt_secret: str = DEV_JWT_SECRET
     public_url: str = "http://127.0.0.1:5000"
@@ -119,6 +121,8 @@ class Settings:
             raise ConfigError(f"BROKER_VISIBILITY_TIMEOUT must be at least 20 s, got {self.broker_visibility_timeout}")
         if self.stage_lease < 1 or self.heal_interval <= 0:
             raise ConfigError("STAGE_LEASE must be at least 1 s and HEAL_INTERVAL above 0")
+        if self.broker_url.startswith("sentinel://"):
+            self._check_sentinel()
         if not self.production:
             return
         if not self.jwt_secret or self.jwt_secret == DEV_JWT_SECRET or len(self.jwt_secret) < 32:
@@ -128,6 +132,19 @@ class Settings:
             )
         if self.cloudinary_url == DEV_CLOUDINARY_URL:
             raise ConfigError("APP_ENV=production needs CLOUDINARY_URL (cloudinary://KEY:SECRET@CLOUD)")
+
+    def _check_sentinel(self) -> None:
+        from common.redis_conn import parse_sentinel_url
+
+        if not self.redis_master_name:
+            raise ConfigError(
+                "CELERY_BROKER_URL is a sentinel:// URL: set REDIS_MASTER_NAME to the master name "
+                "the Sentinels monitor (their 'sentinel monitor <name> ...' line)"
+            )
+        try:
+            parse_sentinel_url(self.broker_url)
+        except ValueError as exc:
+            raise ConfigError(f"CELERY_BROKER_URL: {exc}") from None
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -139,6 +156,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         env=env.get("APP_ENV", defaults.env),
         database_url=env.get("DATABASE_URL") or defaults.database_url,
         broker_url=broker,
+        redis_master_name=env.get("REDIS_MASTER_NAME") or None,
         cloudinary_url=env.get("CLOUDINARY_URL") or defaults.cloudinary_url,
         jwt_secret=env.get("JWT_SECRET") or defaults.jwt_secret,
         public_url=(env.get("PUBLIC_URL") or defaults.public_url).rstrip("/"),

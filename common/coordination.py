@@ -17,6 +17,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from common.config import get_settings
+from common.redis_conn import redis_client
 
 #: A gate whose run is this late (its message lost with a killed worker or a Redis restart)
 #: stops holding back new requests.
@@ -27,7 +28,7 @@ GATE_GRACE = 10.0
 def _client(url: str) -> redis.Redis:
     # Short timeouts and no retries: this sits on the request path, where a dead Redis must
     # become a 503 within about a second (redis-py would otherwise retry a timed-out command).
-    return redis.Redis.from_url(
+    return redis_client(
         url, socket_timeout=0.8, socket_connect_timeout=0.8, health_check_interval=30,
         retry=Retry(NoBackoff(), 0), retry_on_timeout=False,
     )

@@ -18,12 +18,12 @@ import uuid
 from functools import lru_cache
 from typing import Any
 
-import redis
-import redis.exceptions
 from celery import Celery, signals
 from celery.utils.nodenames import anon_nodename
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from common.redis_conn import is_redis_url, redis_client
 
 
 def _envelope(body: bytes, headers: dict[str, Any], properties: dict[str, Any], exchange: str, routing_key: str) -> str:
@@ -47,7 +47,7 @@ class RedisTaskPublisher:
     def __init__(self, app: Celery, redis_url: str) -> None:
         self.app = app
         # Short timeouts, no retries: a dead broker must become a 503 within about a second.
-        self.client = redis.Redis.from_url(
+        self.client = redis_client(
             redis_url, socket_timeout=0.8, socket_connect_timeout=0.8, retry=Retry(NoBackoff(), 0), retry_on_timeout=False,
         )
         db = self.client.connection_pool.connection_kwargs.get("db", 0)
@@ -89,6 +89,6 @@ class RedisTaskPublisher:
 @lru_cache(maxsize=4)
 def publisher_for(app: Celery, broker_url: str) -> RedisTaskPublisher | None:
     """The fast publisher of ``app`` for a Redis broker; None for any other broker."""
-    if not broker_url.startswith(("redis://", "rediss://", "unix://")):
+    if not is_redis_url(broker_url):  # redis:// or sentinel:// (common/redis_conn.py)
         return None
     return RedisTaskPublisher(app, broker_url)
