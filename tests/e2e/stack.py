@@ -108,10 +108,11 @@ class Stack:
         self.beat = self._spawn("beat", [sys.executable, "-m", "celery", "--app", "worker.app:app", "beat",
                                          "--schedule", str(self.tmp / "celerybeat-schedule"), "--loglevel", "INFO"])
 
-    def _spawn(self, name: str, cmd: list[str]) -> subprocess.Popen[bytes]:
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log = open(self.logs / f"{name}.log", "ab")
         # Own process group: a test can SIGKILL a worker with all its pool children.
-        return subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(cmd, cwd=ROOT, env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
 
     def _web_up(self) -> bool:
         try:
@@ -130,6 +131,17 @@ class Stack:
         )
         self.workers.append(proc)
         wait_for(lambda: self._worker_ready(name), 30, what=f"worker {name}")
+        return proc
+
+    def start_beat(self, **env: str) -> subprocess.Popen[bytes]:
+        """Celery beat with ``env`` on top of the stack's (e.g. ``VIEW_FOLD_INTERVAL="1"``); stopped
+        with the workers. Its log is ``logs/beat.log``."""
+        proc = self._spawn(
+            "beat", [sys.executable, "-m", "celery", "--app", "worker.app:app", "beat", "--loglevel", "INFO",
+                     "--schedule", str(self.tmp / f"beat-schedule-{uuid.uuid4().hex[:6]}")], env,
+        )
+        self.workers.append(proc)
+        wait_for(lambda: "beat: Starting" in (self.logs / "beat.log").read_text(errors="replace"), 30, what="beat")
         return proc
 
     def worker_log_lines(self, needle: str) -> int:
