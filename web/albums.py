@@ -13,7 +13,6 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy import select
 
 from common import cloudinary_client, db, pipeline, views
-from common.coordination import client
 from common.config import Settings
 from common.enqueue import BrokerUnavailable, request_reconcile, request_recount, send, send_reprocess, task
 from common.logs import log
@@ -75,7 +74,8 @@ def _pending_views(album_id: str, viewer: str | None = None) -> int:
     settings = _settings()
     if not settings.count_views:
         return 0
-    return views.breaker.call(lambda: views.read_album(client(), album_id, viewer, settings.view_window).pending, 0)
+    return views.breaker.call(
+        lambda: views.read_album(views.read_connections, album_id, viewer, settings.view_window).pending, 0)
 
 
 @bp.get("/<album_id>")

@@ -267,6 +267,47 @@ def test_old_fold_markers_are_pruned(r, seed_album):
         assert session.scalar(select(func.count()).select_from(ViewFold)) >= 1  # this run's own marker
 
 
+# -- the read path's connections ------------------------------------------------------------------
+
+
+def test_thread_connections_count_like_the_client_and_survive_a_redis_restarted_empty(tmp_path, seed_album):
+    import signal
+
+    import services
+
+    port = free_port()
+    url, proc = services.start_private_redis(tmp_path / "redis", port)
+    client = redis.Redis.from_url(url, socket_timeout=0.8, socket_connect_timeout=0.8, retry=Retry(NoBackoff(), 0))
+    connections = views.ThreadConnections(lambda: client)
+    try:
+        assert views.read_album(connections, SEED_ALBUM, "alice", WINDOW) == views.AlbumRead(True, 1)
+        assert views.read_album(client, SEED_ALBUM, "alice", WINDOW) == views.AlbumRead(False, 1)
+        assert views.read_album(connections, SEED_ALBUM, "bob", WINDOW) == views.AlbumRead(True, 2)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        with pytest.raises(redis.ConnectionError):  # refused at once: the breaker takes it from here
+            views.read_album(connections, SEED_ALBUM, "carol", WINDOW)
+        url, proc = services.start_private_redis(tmp_path / "redis", port)
+        assert views.read_album(connections, SEED_ALBUM, "carol", WINDOW) == views.AlbumRead(True, 1)
+        # Restarted again while the connection is idle: its socket is dead, the script forgotten.
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        url, proc = services.start_private_redis(tmp_path / "redis", port)
+        assert views.read_album(connections, SEED_ALBUM, "dave", WINDOW) == views.AlbumRead(True, 1)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_each_thread_has_its_own_connection(r, seed_album):
+    connections = views.ThreadConnections(lambda: r)
+    before = r.info("clients")["connected_clients"]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda i: views.read_album(connections, SEED_ALBUM, f"user-{i}", WINDOW).counted, range(40)))
+        assert r.info("clients")["connected_clients"] - before <= 4
+    assert all(results)
+
+
 # -- the breaker ---------------------------------------------------------------------------------
 
 
