@@ -20,7 +20,8 @@ Exactly once, even when a worker is SIGKILLed at any point: a fold's increments 
 from Redis. A fold still in Redis whose lease ran out (its run died, or its database write
 failed) is claimed by a later run, which applies it unless its ``view_folds`` row says it
 already was (the primary key also stops two runs applying one fold at once). Until a fold is
-dropped, its counts stay in the album's answer (``pending`` + folds in flight).
+dropped, its counts stay in the album's answer (``pending`` + folds in flight), so the answer
+is off only for a read racing a fold's commit and drop (two round trips), and never after.
 
 Redis restarted empty loses the pending views (at most one fold interval's worth) and the
 windows (a returning user counts again): counting is best effort where the answer is not.
@@ -139,7 +140,7 @@ class ThreadConnections:
             conn.send_command(*args)
             return conn.read_response()
         except redis.exceptions.NoScriptError:
-            raise
+            raise  # a whole answer: the connection is fine
         except redis.ConnectionError:
             conn.disconnect()
             if not was_connected:
@@ -227,6 +228,11 @@ class Breaker:
                 log(logger, logging.WARNING, "redis unavailable on the album read: views not counted",
                     error=type(exc).__name__, retry_in_s=self.cooldown)
             return fallback
+        except BaseException:
+            if probe:  # not Redis' fault: let the next call probe
+                with self._lock:
+                    self._probing = False
+            raise
         if probe:
             with self._lock:
                 self._open_until = 0.0

@@ -369,3 +369,18 @@ def test_while_one_probe_waits_the_other_threads_skip(redis_url):
         release.set()
         assert probe.result() == "probe"
     assert breaker.call(lambda: "other", "fallback") == "other"
+
+
+def test_a_probe_failing_for_another_reason_lets_the_next_call_probe():
+    clock = Clock()
+    breaker = views.Breaker(cooldown=5, clock=clock)
+    breaker.call(redis_down, None)
+    clock.now = 6
+
+    def bug() -> None:
+        raise KeyError("not Redis")
+
+    with pytest.raises(KeyError):
+        breaker.call(bug, None)
+    assert breaker.call(lambda: "answer", "fallback") == "answer"
+    assert breaker.closed
