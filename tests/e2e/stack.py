@@ -28,6 +28,8 @@ VISIBILITY_TIMEOUT = 20
 #: Shortened so that tests see overdue work sent again within seconds (production: 30 s and 10 s).
 STAGE_LEASE = 4
 HEAL_INTERVAL = 1
+#: The beat folds pending album views this often (production: 5 s).
+VIEW_FOLD_INTERVAL = 1
 #: The emulator's API secret; the web app and workers get it in their CLOUDINARY_URL.
 EMULATOR_SECRET = "e2e-emulator-secret"
 
@@ -84,6 +86,7 @@ class Stack:
             "BROKER_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
             "STAGE_LEASE": str(STAGE_LEASE),
             "HEAL_INTERVAL": str(HEAL_INTERVAL),
+            "VIEW_FOLD_INTERVAL": str(VIEW_FOLD_INTERVAL),
             # The budget tests give the emulator a budget of a few calls: keep only one back.
             "ADMIN_BUDGET_RESERVE": "1",
             "PYTHONPATH": str(ROOT),
@@ -104,15 +107,15 @@ class Stack:
         self.start_beat()
 
     def start_beat(self) -> None:
-        """Celery beat: it sends the heal task every HEAL_INTERVAL seconds."""
+        """Celery beat: it sends the heal task every HEAL_INTERVAL seconds, the view fold every
+        VIEW_FOLD_INTERVAL seconds."""
         self.beat = self._spawn("beat", [sys.executable, "-m", "celery", "--app", "worker.app:app", "beat",
                                          "--schedule", str(self.tmp / "celerybeat-schedule"), "--loglevel", "INFO"])
 
-    def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def _spawn(self, name: str, cmd: list[str]) -> subprocess.Popen[bytes]:
         log = open(self.logs / f"{name}.log", "ab")
         # Own process group: a test can SIGKILL a worker with all its pool children.
-        return subprocess.Popen(cmd, cwd=ROOT, env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        return subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def _web_up(self) -> bool:
         try:
@@ -131,17 +134,6 @@ class Stack:
         )
         self.workers.append(proc)
         wait_for(lambda: self._worker_ready(name), 30, what=f"worker {name}")
-        return proc
-
-    def start_beat(self, **env: str) -> subprocess.Popen[bytes]:
-        """Celery beat with ``env`` on top of the stack's (e.g. ``VIEW_FOLD_INTERVAL="1"``); stopped
-        with the workers. Its log is ``logs/beat.log``."""
-        proc = self._spawn(
-            "beat", [sys.executable, "-m", "celery", "--app", "worker.app:app", "beat", "--loglevel", "INFO",
-                     "--schedule", str(self.tmp / f"beat-schedule-{uuid.uuid4().hex[:6]}")], env,
-        )
-        self.workers.append(proc)
-        wait_for(lambda: "beat: Starting" in (self.logs / "beat.log").read_text(errors="replace"), 30, what="beat")
         return proc
 
     def worker_log_lines(self, needle: str) -> int:

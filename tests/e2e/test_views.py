@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -12,20 +12,17 @@ import requests
 from sqlalchemy import func, select
 
 from common import db, tokens, views
+from common.celery_app import app as celery_app
 from common.models import Album, ViewFold
 from tests.conftest import SEED_ALBUM
 from tests.e2e.conftest import Stack, wait_for
-from worker.app import app as celery_app
-
-#: The beat's fold interval in these tests (seconds); production's default is 5.
-FOLD_INTERVAL = 1.0
+from tests.e2e.stack import VIEW_FOLD_INTERVAL
 
 
-@pytest.fixture(scope="module")
-def beat(stack: Stack) -> Iterator[float]:
-    proc = stack.start_beat(VIEW_FOLD_INTERVAL=str(FOLD_INTERVAL))
-    yield FOLD_INTERVAL
-    stack.stop_worker(proc)
+@pytest.fixture
+def beat(stack: Stack) -> float:
+    """The stack's beat folds the views every this many seconds (production's default is 5)."""
+    return float(VIEW_FOLD_INTERVAL)
 
 
 def get_album(base_url: str, album_id: str, user: str, secret: str, abilities: tuple[str, ...] = ("read",)) -> dict[str, Any]:
