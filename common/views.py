@@ -118,9 +118,9 @@ class ThreadConnections:
     (same address, timeouts, no retries) and driven through redis-py's connection API.
 
     Why not ``client()`` itself: its per-command path (pool checkout and return, the retry
-    wrapper, observability hooks) cost the read ~230 µs of CPU against ~130 µs this way, measured
-    in-process; on a read of about 1 ms that is the difference between missing and meeting the
-    0.9x throughput target (bench/views.py, bench/README.md)."""
+    wrapper, observability hooks) made a counted read cost ~256 µs more CPU than an uncounted
+    one, against ~110 µs this way: 0.84x against 0.93x the throughput when CPU-bound, for a
+    0.9x target (bench/views.py, figures in bench/README.md)."""
 
     def __init__(self, client: Callable[[], redis.Redis]) -> None:
         self._client = client
