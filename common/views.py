@@ -20,8 +20,11 @@ Exactly once, even when a worker is SIGKILLed at any point: a fold's increments 
 from Redis. A fold still in Redis whose lease ran out (its run died, or its database write
 failed) is claimed by a later run, which applies it unless its ``view_folds`` row says it
 already was (the primary key also stops two runs applying one fold at once). Until a fold is
-dropped, its counts stay in the album's answer (``pending`` + folds in flight), so the answer
-is off only for a read racing a fold's commit and drop (two round trips), and never after.
+dropped, its counts stay in the album's answer (``pending`` + folds in flight). The answer
+reads the database, then Redis: a read whose two look-ups straddle a fold's commit and drop
+(about a millisecond, once per fold interval) is short by that fold for that one read, and a
+read between the commit and the drop counts it twice; the next read is exact. (Closing that
+would take one snapshot across both stores.)
 
 Redis restarted empty loses the pending views (at most one fold interval's worth) and the
 windows (a returning user counts again): counting is best effort where the answer is not.
