@@ -21,7 +21,7 @@ from tests.e2e.stack import VIEW_FOLD_INTERVAL
 
 @pytest.fixture
 def beat(stack: Stack) -> float:
-    """The stack's beat folds the views every this many seconds (production's default is 5)."""
+    """The stack's beat folds the views every this many seconds."""
     return float(VIEW_FOLD_INTERVAL)
 
 
@@ -50,12 +50,12 @@ def test_n_readers_reading_m_times_make_n_views_within_one_flush(stack: Stack, b
     last_read = time.monotonic()
     assert all(counts[0] >= 1 for counts in seen)  # each reader sees its own view at once
 
-    wait_for(lambda: db_views(album) == readers, 10, interval=0.05, what=f"{readers} views in the database")
+    wait_for(lambda: db_views(album) == readers, 2 * beat + 5, interval=0.05, what=f"{readers} views in the database")
     took = time.monotonic() - last_read
     print(f"\n{readers} readers x {reads} reads: views_count == {readers} in the database {took:.2f} s after the "
           f"last read (fold interval {beat:.1f} s)")
-    assert took <= 2 * beat + 1, took  # the next fold, plus the task's trip through the queue
-    time.sleep(2 * beat)  # later folds add nothing
+    assert took <= beat + 3, took  # the next fold, plus the task's trip through a busy queue
+    time.sleep(beat + 1)  # the next fold adds nothing
     assert db_views(album) == readers
     assert stack.album(album)["views_count"] == readers
 
@@ -78,8 +78,8 @@ def test_concurrent_folds_on_two_workers_count_each_view_once(stack: Stack, beat
                     celery_app.send_task("album.fold_views")
                 time.sleep(0.1)
             list(done)
-        wait_for(lambda: db_views(album) == users, 15, interval=0.1, what=f"{users} views")
-        time.sleep(2 * beat)
+        wait_for(lambda: db_views(album) == users, 2 * beat + 5, interval=0.1, what=f"{users} views")
+        time.sleep(beat + 1)
         assert db_views(album) == users
         r = redis.Redis.from_url(redis_url)
         assert not r.hget(views.PENDING_KEY, album) and r.zcard(views.FOLDS_KEY) == 0
@@ -105,12 +105,12 @@ def test_the_window_through_gunicorn(stack: Stack, seed_album, redis_url: str, m
     try:
         assert get_album(base, SEED_ALBUM, "alice", TEST_JWT_SECRET)["views_count"] >= 1  # her own view, at once
         get_album(base, SEED_ALBUM, "alice", TEST_JWT_SECRET)
-        wait_for(lambda: db_views(SEED_ALBUM) == 1, 10, interval=0.1, what="the first view folded")
+        wait_for(lambda: db_views(SEED_ALBUM) == 1, 2 * VIEW_FOLD_INTERVAL + 5, interval=0.1, what="the first view folded")
         time.sleep(2.2)
         assert get_album(base, SEED_ALBUM, "alice", TEST_JWT_SECRET)["views_count"] >= 2  # a new window, a new view
         get_album(base, SEED_ALBUM, "alice", TEST_JWT_SECRET)
-        wait_for(lambda: db_views(SEED_ALBUM) == 2, 10, interval=0.1, what="the second view folded")
-        time.sleep(2 * VIEW_FOLD_INTERVAL)
+        wait_for(lambda: db_views(SEED_ALBUM) == 2, 2 * VIEW_FOLD_INTERVAL + 5, interval=0.1, what="the second view folded")
+        time.sleep(VIEW_FOLD_INTERVAL + 1)
         assert db_views(SEED_ALBUM) == 2
     finally:
         proc.terminate()
