@@ -28,9 +28,7 @@ VISIBILITY_TIMEOUT = 20
 #: Shortened so that tests see overdue work sent again within seconds (production: 30 s and 10 s).
 STAGE_LEASE = 4
 HEAL_INTERVAL = 1
-#: The beat folds pending album views this often: production's 5 s. (At 1 s, Flower lost more
-#: task events of the threads worker: tests/e2e/test_flower.py failed 2 runs in 3, against about
-#: 1 in 5 with heal's events alone.)
+#: The beat folds pending album views this often: production's 5 s (the views tests' bounds follow it).
 VIEW_FOLD_INTERVAL = 5
 #: The emulator's API secret; the web app and workers get it in their CLOUDINARY_URL.
 EMULATOR_SECRET = "e2e-emulator-secret"
