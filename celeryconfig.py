@@ -69,6 +69,7 @@ task_routes = {
     "album.recount": {"queue": "fast"},
     "album.heal": {"queue": "fast"},
     "album.remove_deleted": {"queue": "fast"},
+    "album.fold_views": {"queue": "fast"},
     "album.fetch_metadata": {"queue": "io"},
     "album.generate_thumbnails": {"queue": "io"},
     "album.record_eager": {"queue": "io"},
@@ -82,7 +83,11 @@ beat_schedule = {
     # A heal that waited in the queue longer than its interval is dropped: the next one comes.
     "heal": {"task": "album.heal", "schedule": _settings.heal_interval,
              "options": {"expires": max(5.0, _settings.heal_interval)}},
+    # Pending album views into the database. A run that waited longer than the interval is
+    # dropped (the next one folds the same views): a stopped worker does not pile them up.
+    "fold-album-views": {"task": "album.fold_views", "schedule": _settings.view_fold_interval,
+                         "options": {"expires": max(1.0, _settings.view_fold_interval)}},
 }
 
 worker_hijack_root_logger = False
-imports = ("tasks.pipeline",)
+imports = ("tasks.pipeline", "tasks.views")

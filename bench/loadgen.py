@@ -1,6 +1,7 @@
 """A small closed-loop HTTP load generator (keep-alive connections in worker processes), so the
 benchmarks need nothing but Python. Each process runs ``connections`` threads for ``seconds``
-and reports every request's latency."""
+and reports every request's latency. ``headers`` is one dict, or a list that each connection
+goes round (e.g. one token per user)."""
 from __future__ import annotations
 
 import http.client
@@ -34,7 +35,11 @@ class Result:
                 f"p99 {self.percentile(99):6.2f} ms   errors {self.errors}")
 
 
-def _worker(url: str, body: bytes, headers: dict[str, str], connections: int, seconds: float, out: mp.Queue) -> None:
+Headers = dict[str, str] | list[dict[str, str]]
+
+
+def _worker(url: str, body: bytes | None, headers: Headers, connections: int, seconds: float, out: mp.Queue,
+            method: str, slot: int, slots: int) -> None:
     parts = urlsplit(url)
     path = parts.path + (f"?{parts.query}" if parts.query else "")
     latencies: list[float] = []
@@ -42,15 +47,19 @@ def _worker(url: str, body: bytes, headers: dict[str, str], connections: int, se
     lock = threading.Lock()
     deadline = time.perf_counter() + seconds
 
-    def loop() -> None:
+    rounds = headers if isinstance(headers, list) else [headers]
+
+    def loop(start: int) -> None:
         nonlocal errors
         conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
         mine: list[float] = []
         bad = 0
+        turn = start
         while time.perf_counter() < deadline:
             started = time.perf_counter()
+            turn += 1
             try:
-                conn.request("POST", path, body=body, headers=headers)
+                conn.request(method, path, body=body, headers=rounds[turn % len(rounds)])
                 response = conn.getresponse()
                 response.read()
                 if response.status != 200:
@@ -65,7 +74,9 @@ def _worker(url: str, body: bytes, headers: dict[str, str], connections: int, se
             latencies.extend(mine)
             errors += bad
 
-    threads = [threading.Thread(target=loop) for _ in range(connections)]
+    # The connections of all processes start evenly spread over the list of headers.
+    starts = [(slot * connections + i) * len(rounds) // (slots * connections) for i in range(connections)]
+    threads = [threading.Thread(target=loop, args=(start,)) for start in starts]
     for t in threads:
         t.start()
     for t in threads:
@@ -73,9 +84,11 @@ def _worker(url: str, body: bytes, headers: dict[str, str], connections: int, se
     out.put((latencies, errors))
 
 
-def run(url: str, body: bytes, headers: dict[str, str], seconds: float = 10.0, processes: int = 2, connections: int = 4) -> Result:
+def run(url: str, body: bytes | None, headers: Headers, seconds: float = 10.0, processes: int = 2, connections: int = 4,
+        method: str = "POST") -> Result:
     out: mp.Queue = mp.Queue()
-    procs = [mp.Process(target=_worker, args=(url, body, headers, connections, seconds, out)) for _ in range(processes)]
+    procs = [mp.Process(target=_worker, args=(url, body, headers, connections, seconds, out, method, p, processes))
+             for p in range(processes)]
     started = time.perf_counter()
     for p in procs:
         p.start()

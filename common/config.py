@@ -48,6 +48,17 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return _number(env, name, default)
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1 or 0 (true/false, on/off), got {raw!r}")
+
+
 @dataclass(frozen=True)
 class Settings:
     env: str = "development"
@@ -96,6 +107,12 @@ class Settings:
     #: Reconcile leaves this many Admin API calls of each window unspent for the account's other
     #: users (at most a tenth of the window's limit).
     admin_budget_reserve: int = 50
+    #: Album views: counted at all (off: the album read makes no Redis call for them).
+    count_views: bool = True
+    #: A user's reads of one album within this many seconds are one view.
+    view_window: int = 1800
+    #: The beat folds pending views into the database every this many seconds.
+    view_fold_interval: float = 5.0
     flower_user: str = "admin"
     flower_password: str = "admin"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -123,6 +140,10 @@ class Settings:
             raise ConfigError("STAGE_LEASE must be at least 1 s and HEAL_INTERVAL above 0")
         if self.broker_url.startswith("sentinel://"):
             self._check_sentinel()
+        if self.view_window < 1:
+            raise ConfigError(f"VIEW_WINDOW must be at least 1 second, got {self.view_window}")
+        if self.view_fold_interval <= 0:
+            raise ConfigError(f"VIEW_FOLD_INTERVAL must be above 0 seconds, got {self.view_fold_interval}")
         if not self.production:
             return
         if not self.jwt_secret or self.jwt_secret == DEV_JWT_SECRET or len(self.jwt_secret) < 32:
@@ -176,6 +197,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         full_reconcile_interval=_int(env, "FULL_RECONCILE_INTERVAL", defaults.full_reconcile_interval),
         reconcile_overlap=_int(env, "RECONCILE_OVERLAP", defaults.reconcile_overlap),
         admin_budget_reserve=_int(env, "ADMIN_BUDGET_RESERVE", defaults.admin_budget_reserve),
+        count_views=_bool(env, "VIEW_COUNTING", defaults.count_views),
+        view_window=_int(env, "VIEW_WINDOW", defaults.view_window),
+        view_fold_interval=_float(env, "VIEW_FOLD_INTERVAL", defaults.view_fold_interval),
         flower_user=env.get("FLOWER_USER") or defaults.flower_user,
         flower_password=env.get("FLOWER_PASSWORD") or defaults.flower_password,
     )

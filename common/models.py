@@ -132,3 +132,14 @@ class Image(Base):
     def status(self) -> str:
         """One word for the image: received, processing, ready, failed or deleted."""
         return image_status(self.metadata_status, self.thumbnails_status, self.deleted_at is not None)
+
+
+class ViewFold(Base):
+    """A batch of pending album views already added to ``albums.views_count``: written in the
+    same transaction as the increments, so a batch is applied once even when the worker dies
+    before it can drop the batch from Redis (``common/views.py``)."""
+
+    __tablename__ = "view_folds"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    folded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)

@@ -8,13 +8,14 @@ from typing import Any
 from common.models import Album, Image
 
 
-def album_json(album: Album, upload_form: dict[str, Any] | None) -> dict[str, Any]:
-    """The album object of the seed's ``upload_done`` response, key for key."""
+def album_json(album: Album, upload_form: dict[str, Any] | None, pending_views: int = 0) -> dict[str, Any]:
+    """The album object of the seed's ``upload_done`` response, key for key. ``views_count`` is
+    the database's plus the views not folded into it yet (``common/views.py``)."""
     return {
         "id": album.id,
         "public_id": album.id,
         "images_count": album.images_count,
-        "views_count": album.views_count,
+        "views_count": album.views_count + pending_views,
         "upload_form": upload_form,
         "organization_id": album.organization_id,
         "thumbnails": list(album.thumbnails or []),

@@ -12,7 +12,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from sqlalchemy import select
 
-from common import cloudinary_client, db, pipeline
+from common import cloudinary_client, db, pipeline, views
 from common.config import Settings
 from common.enqueue import BrokerUnavailable, request_reconcile, request_recount, send, send_reprocess, task
 from common.logs import log
@@ -56,18 +56,32 @@ def _require_empty_or_form_body() -> None:
         raise ApiError(415, "unsupported_media_type", "Send an empty body (application/x-www-form-urlencoded).")
 
 
-def _publish_after_commit(what: str, publish: Any) -> None:
+def _publish_after_commit(what: str, publish: Any) -> bool:
     """The change is committed, and with it the work it implies: the heal task carries that out
-    if the broker cannot take it now, so a broker outage does not fail the request."""
+    if the broker cannot take it now, so a broker outage does not fail the request. False when
+    the broker did not take it."""
     try:
         publish()
     except BrokerUnavailable as exc:
         log(logger, logging.WARNING, "broker unavailable; heal will send it", what=what, error=str(exc))
+        return False
+    return True
+
+
+def _pending_views(album_id: str, viewer: str | None = None) -> int:
+    """Count ``viewer``'s view (if any) and answer the album's views not yet in the database, in
+    one Redis round trip. Best effort: with Redis down the view is lost, the answer is not."""
+    settings = _settings()
+    if not settings.count_views:
+        return 0
+    return views.breaker.call(
+        lambda: views.read_album(views.read_connections, album_id, viewer, settings.view_window).pending, 0)
 
 
 @bp.get("/<album_id>")
 @album_access()
 def show(album_id: str) -> Response:
+    """The album. A ``GET`` by a reader that is not an uploader is a view (``common/views.py``)."""
     album = load_album(album_id)
     form = _form_for(album)
     if form is not None and pipeline.form_issued(album):
@@ -77,7 +91,8 @@ def show(album_id: str) -> Response:
             stored = session.get(Album, album_id)
             if stored is not None:
                 stored.form_issued_at = album.form_issued_at
-    return jsonify(album_json(album, form))
+    viewer = views.viewer(g.claims, g.abilities) if request.method == "GET" else None
+    return jsonify(album_json(album, form, _pending_views(album_id, viewer)))
 
 
 @bp.post("/<album_id>/upload_done")
@@ -92,7 +107,7 @@ def upload_done(album_id: str) -> Response:
         album = session.get(Album, album_id)
         if album is None:
             raise ApiError(404, "album_not_found", "No such album.")
-        body = album_json(album, _form_for(album))
+        form = _form_for(album)
         album.form_issued_at = utcnow()
         album.reconcile_requested_at = utcnow()
 
@@ -100,8 +115,10 @@ def upload_done(album_id: str) -> Response:
         request_recount(album_id)
         request_reconcile(album_id)
 
-    _publish_after_commit("upload_done", publish)
-    return jsonify(body)
+    published = _publish_after_commit("upload_done", publish)
+    # An uploader's call counts no view. If Redis just failed the publish, the pending views are
+    # not waited for a second time: the answer has the database's count.
+    return jsonify(album_json(album, form, _pending_views(album_id) if published else 0))
 
 
 #: A cursor is an image id (1 to 18 ASCII digits) in unpadded URL-safe base64: opaque to

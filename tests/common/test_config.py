@@ -42,3 +42,14 @@ def test_bad_numbers_and_a_visibility_timeout_too_short_for_the_tasks_are_refuse
     with pytest.raises(ConfigError, match="BROKER_VISIBILITY_TIMEOUT"):
         load_settings({"BROKER_VISIBILITY_TIMEOUT": "5"})
     assert load_settings({"BROKER_VISIBILITY_TIMEOUT": "120"}).queue_max_countdown == 30
+
+
+def test_view_settings():
+    defaults = load_settings({})
+    assert (defaults.count_views, defaults.view_window, defaults.view_fold_interval) == (True, 1800, 5.0)
+    custom = load_settings({"VIEW_COUNTING": "off", "VIEW_WINDOW": "60", "VIEW_FOLD_INTERVAL": "0.5"})
+    assert (custom.count_views, custom.view_window, custom.view_fold_interval) == (False, 60, 0.5)
+    for env, name in (({"VIEW_COUNTING": "maybe"}, "VIEW_COUNTING"), ({"VIEW_WINDOW": "0"}, "VIEW_WINDOW"),
+                      ({"VIEW_FOLD_INTERVAL": "soon"}, "VIEW_FOLD_INTERVAL"), ({"VIEW_FOLD_INTERVAL": "0"}, "VIEW_FOLD_INTERVAL")):
+        with pytest.raises(ConfigError, match=name):
+            load_settings(env)

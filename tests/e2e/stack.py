@@ -28,6 +28,8 @@ VISIBILITY_TIMEOUT = 20
 #: Shortened so that tests see overdue work sent again within seconds (production: 30 s and 10 s).
 STAGE_LEASE = 4
 HEAL_INTERVAL = 1
+#: The beat folds pending album views this often: production's 5 s (the views tests' bounds follow it).
+VIEW_FOLD_INTERVAL = 5
 #: The emulator's API secret; the web app and workers get it in their CLOUDINARY_URL.
 EMULATOR_SECRET = "e2e-emulator-secret"
 
@@ -84,6 +86,7 @@ class Stack:
             "BROKER_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
             "STAGE_LEASE": str(STAGE_LEASE),
             "HEAL_INTERVAL": str(HEAL_INTERVAL),
+            "VIEW_FOLD_INTERVAL": str(VIEW_FOLD_INTERVAL),
             # The budget tests give the emulator a budget of a few calls: keep only one back.
             "ADMIN_BUDGET_RESERVE": "1",
             "PYTHONPATH": str(ROOT),
@@ -104,7 +107,8 @@ class Stack:
         self.start_beat()
 
     def start_beat(self) -> None:
-        """Celery beat: it sends the heal task every HEAL_INTERVAL seconds."""
+        """Celery beat: it sends the heal task every HEAL_INTERVAL seconds, the view fold every
+        VIEW_FOLD_INTERVAL seconds."""
         self.beat = self._spawn("beat", [sys.executable, "-m", "celery", "--app", "worker.app:app", "beat",
                                          "--schedule", str(self.tmp / "celerybeat-schedule"), "--loglevel", "INFO"])
 
