@@ -45,6 +45,7 @@ def test_make_run_keeps_running_across_a_redis_restart(seed_album, tmp_path) -> 
     base = f"http://127.0.0.1:{web_port}"
     token = tokens.issue_session("ops", {SEED_ALBUM: ("image_upload", "read")}, TEST_JWT_SECRET, 3600)
     headers = {"Authorization": f"Bearer {token}"}
+    saved_config = dict(cloudinary.config().__dict__)  # the e2e package's stack shares the SDK's config
     cloudinary.reset_config()
     cloudinary.config(**emulator.cloudinary_config())
 
@@ -83,3 +84,4 @@ def test_make_run_keeps_running_across_a_redis_restart(seed_album, tmp_path) -> 
         emulator.stop()
         redis_server.stop()
         cloudinary.reset_config()
+        cloudinary.config(**saved_config)
