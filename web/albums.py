@@ -51,8 +51,10 @@ def _form_for(album: Album) -> dict[str, Any] | None:
 
 
 def _require_empty_or_form_body() -> None:
-    """The seed posts an empty form body; anything else that is not a form or JSON is refused."""
-    if request.content_length and request.mimetype not in ("application/x-www-form-urlencoded", "application/json", "multipart/form-data"):
+    """The seed posts an empty form body; anything else that is not a form or JSON is refused.
+    A chunked body has no Content-Length but is a body all the same."""
+    has_body = bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    if has_body and request.mimetype not in ("application/x-www-form-urlencoded", "application/json", "multipart/form-data"):
         raise ApiError(415, "unsupported_media_type", "Send an empty body (application/x-www-form-urlencoded).")
 
 

@@ -128,6 +128,18 @@ def test_reprocess_reads_a_chunked_body_and_refuses_one_over_the_limit(client, s
     _assert_json_error(big, 413, "payload_too_large")
 
 
+def test_upload_done_refuses_a_chunked_body_of_another_media_type(client, seed_album):
+    """Without Content-Length the media-type check must still see that there is a body."""
+    token = tokens.issue_session(SEED_USER, {SEED_ALBUM: ("image_upload",)}, TEST_JWT_SECRET, 3600)
+    path = f"/api/v1/albums/{SEED_ALBUM}/upload_done"
+    before = row_counts()
+    refused = post_chunked(client, path, b"hello", {"Authorization": f"Bearer {token}", "Content-Type": "text/plain"})
+    _assert_json_error(refused, 415, "unsupported_media_type")
+    assert row_counts() == before
+    accepted = post_chunked(client, path, b"", {"Authorization": f"Bearer {token}", "Content-Type": "application/x-www-form-urlencoded"})
+    assert accepted.status_code == 200
+
+
 def test_a_signed_webhook_nested_too_deep_is_400_not_500(client, seed_album):
     for body in (NESTED, b'{"notification_type": "upload", "x": ' + NESTED + b"}"):
         _assert_json_error(post(client, body, signed(body)), 400, "invalid_json")
