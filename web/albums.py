@@ -13,6 +13,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy import select
 
 from common import cloudinary_client, db, pipeline, views
+from common import duplicates as duplicate_index
 from common.config import Settings
 from common.enqueue import BrokerUnavailable, request_reconcile, request_recount, send, send_reprocess, task
 from common.logs import log
@@ -190,18 +191,21 @@ def status(album_id: str) -> Response:
 @bp.get("/<album_id>/duplicates")
 @album_access()
 def duplicates(album_id: str) -> Response:
-    """Near-duplicates: images whose pHashes differ by at most ``threshold`` bits."""
-    threshold = _int_arg("threshold", _settings().duplicate_threshold, 0, 64)
+    """Near-duplicates: images whose pHashes differ by at most ``threshold`` bits (0 to
+    ``duplicate_index.MAX_THRESHOLD``), from the index the workers keep; ``limit`` groups a page,
+    in the order of their smallest image id, ``next_cursor`` while more remain."""
+    threshold = _int_arg("threshold", _settings().duplicate_threshold, 0, duplicate_index.MAX_THRESHOLD)
+    limit = _int_arg("limit", 50, 1, 200)
+    after = _decode_cursor(request.args.get("cursor"))
     load_album(album_id)
     with db.session_scope() as session:
-        rows = session.scalars(
-            select(Image).where(Image.album_id == album_id, Image.deleted_at.is_(None), Image.phash.is_not(None)).order_by(Image.id)
-        ).all()
-        groups = [
-            [{"id": img.id, "public_id": img.public_id, "phash": img.phash, "thumbnail_url": img.thumbnail_url} for img in group]
-            for group in pipeline.duplicate_groups(list(rows), threshold)
-        ]
-    return jsonify({"threshold": threshold, "groups": groups})
+        page = duplicate_index.group_page(session, album_id, threshold, after, limit, _duplicate_json)
+    next_cursor = _encode_cursor(page.next_after) if page.next_after is not None else None
+    return jsonify({"threshold": threshold, "groups": page.groups, "next_cursor": next_cursor})
+
+
+def _duplicate_json(image: Image) -> dict[str, Any]:
+    return {"id": image.id, "public_id": image.public_id, "phash": image.phash, "thumbnail_url": image.thumbnail_url}
 
 
 @bp.delete("/<album_id>/images/<image_id>")
@@ -217,6 +221,8 @@ def delete_image(album_id: str, image_id: str) -> Response:
             raise ApiError(404, "image_not_found", "No such image in this album.")
         image.deleted_at = utcnow()
         deleted_id = image.id
+        # Out of every duplicate group in the same transaction (indexed deletes, no grouping).
+        duplicate_index.forget(session, album_id, [deleted_id])
 
     def publish() -> None:
         send(task("album.destroy_image", deleted_id))

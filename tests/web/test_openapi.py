@@ -153,7 +153,8 @@ def test_the_reference_page_uses_local_assets_only_under_its_own_csp(client):
         ("/images?limit=0", "limit"), ("/images?limit=201", "limit"), ("/images?limit=x", "limit"),
         ("/images?limit=%C2%B2", "limit"), ("/images?cursor=%21%21", "cursor"), ("/images?cursor=YWJj", "cursor"),
         ("/images?cursor=MTI%3D", "cursor"), ("/images?cursor=MTJ", "cursor"), ("/images?cursor=MTI%0A", "cursor"),
-        ("/duplicates?threshold=65", "threshold"), ("/duplicates?threshold=-1", "threshold"),
+        ("/duplicates?threshold=65", "threshold"), ("/duplicates?threshold=8", "threshold"),
+        ("/duplicates?limit=0", "limit"), ("/duplicates?cursor=YWJj", "cursor"), ("/duplicates?threshold=-1", "threshold"),
         ("/duplicates?threshold=%D9%A1", "threshold"),
     ],
 )
