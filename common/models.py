@@ -54,6 +54,9 @@ class Album(Base):
     form_issued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     #: When the last recount read the album: a change to an image after it needs another one.
     counted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: The album's last change number: every write that changes what ``/images`` shows of one of
+    #: its images takes the next ones (``common/changes.py``), the cursor of ``/changes``.
+    change_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
@@ -88,6 +91,8 @@ class Image(Base):
         # The heal task's two scans: work that is due, and what changed since the last recount.
         Index("ix_images_due_at", "due_at"),
         Index("ix_images_updated_at", "updated_at"),
+        # /changes: an album's images changed after a change number.
+        Index("ix_images_album_change", "album_id", "change_seq"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
@@ -125,6 +130,8 @@ class Image(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     #: When Cloudinary confirmed the deleted image's asset gone (the sweep retries until then).
     destroyed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: The album's change number of this image's last visible change (``common/changes.py``).
+    change_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 

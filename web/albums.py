@@ -12,6 +12,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from sqlalchemy import select
 
+from common import changes as album_changes
 from common import cloudinary_client, db, pipeline, views
 from common import duplicates as duplicate_index
 from common.config import Settings
@@ -143,11 +144,11 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     return int(raw)
 
 
-def _decode_cursor(raw: str | None) -> int:
+def _decode_cursor(raw: str | None, name: str = "cursor") -> int:
     if raw is None:
         return 0
     if not _CURSOR.fullmatch(raw):
-        raise ApiError(400, "invalid_parameter", "'cursor' is not a cursor this API returned.")
+        raise ApiError(400, "invalid_parameter", f"'{name}' is not a cursor this API returned.")
     return int(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
 
 
@@ -172,6 +173,23 @@ def images(album_id: str) -> Response:
         page = [image_json(img) for img in rows[:limit]]
     next_cursor = _encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
     return jsonify({"images": page, "next_cursor": next_cursor})
+
+
+@bp.get("/<album_id>/changes")
+@album_access()
+def changes(album_id: str) -> Response:
+    """What changed after ``since`` (a previous answer's ``cursor``): images new or updated, as
+    ``/images`` shows them, and the ids of deleted ones, at most ``limit``; ``more`` while more
+    remain. Without ``since``: no changes, only the current ``cursor``."""
+    limit = _int_arg("limit", 200, 1, 200)
+    raw = request.args.get("since")
+    since = _decode_cursor(raw, "since") if raw is not None else None
+    load_album(album_id)
+    with db.session_scope() as session:
+        found = album_changes.changes_since(session, album_id, since, limit)
+        images = [image_json(img) for img in found.images]
+    return jsonify({"images": images, "deleted": found.deleted, "cursor": _encode_cursor(found.cursor),
+                    "more": found.more})
 
 
 @bp.get("/<album_id>/status")

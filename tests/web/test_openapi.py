@@ -378,6 +378,6 @@ def test_the_reference_page_renders_in_chromium_with_no_csp_violation_and_no_out
     finally:
         server.shutdown()
     assert problems == []
-    assert operations == 14  # every documented operation is on the page
+    assert operations == 15  # every documented operation is on the page
     assert "Album upload pipeline API" in title
     assert requested and all(url.startswith(origin) or url.startswith("data:") for url in requested), requested
