@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterable
 
-from sqlalchemy import delete, func, insert, or_, select, text
+from sqlalchemy import delete, func, insert, select, text, union
 from sqlalchemy.orm import Session
 
 from common.models import STAGE_DONE, DuplicateEdge, Image, ImageHash
@@ -122,11 +122,14 @@ def index_image(session: Session, image_id: int) -> bool:
     if value is None:
         return True
     row = _hash_row(image_id, album_id, value)
-    columns = _band_columns()
-    near = or_(*(column.in_(band_neighbourhood(row[f"band{n}"])) for n, column in enumerate(columns)))
-    candidates = session.execute(
-        select(ImageHash.image_id, ImageHash.phash).where(ImageHash.album_id == album_id, near)
-    ).all()
+    # One SELECT per band, joined by UNION: each is a range of its own (album, band) index. (An OR
+    # of the four in one WHERE let SQLite's planner walk the whole album through one index.)
+    lookups = [
+        select(ImageHash.image_id, ImageHash.phash)
+        .where(ImageHash.album_id == album_id, column.in_(band_neighbourhood(row[f"band{n}"])))
+        for n, column in enumerate(_band_columns())
+    ]
+    candidates = session.execute(union(*lookups)).all()
     edges = []
     for other_id, other_phash in candidates:
         distance = (value ^ int(other_phash, 16)).bit_count()
@@ -231,14 +234,19 @@ class GroupPage:
     next_after: int | None
 
 
+#: What a group shows of each member (the endpoint's keys, in order).
+MEMBER_COLUMNS = (Image.id, Image.public_id, Image.phash, Image.thumbnail_url)
+
+
 def group_page(session: Session, album_id: str, threshold: int, after: int, limit: int,
-               member: Callable[[Image], dict[str, Any]]) -> GroupPage:
-    """``limit`` groups whose smallest id is above ``after``, each member as ``member`` shows it."""
+               member: Callable[[Any], dict[str, Any]]) -> GroupPage:
+    """``limit`` groups whose smallest id is above ``after``, each member (a row of
+    ``MEMBER_COLUMNS``) as ``member`` shows it."""
     remaining = [group for group in groups(session, album_id, threshold) if group[0] > after]
     page = remaining[:limit]
     ids = [image_id for group in page for image_id in group]
-    images = {img.id: img for img in session.scalars(
-        select(Image).where(Image.id.in_(ids), Image.deleted_at.is_(None)))} if ids else {}
+    images = {row.id: row for row in session.execute(
+        select(*MEMBER_COLUMNS).where(Image.id.in_(ids), Image.deleted_at.is_(None)))} if ids else {}
     shown = [[member(images[i]) for i in group if i in images] for group in page]
     return GroupPage([group for group in shown if len(group) > 1],
                      page[-1][0] if len(remaining) > limit else None)

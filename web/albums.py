@@ -222,7 +222,7 @@ def duplicates(album_id: str) -> Response:
     return jsonify({"threshold": threshold, "groups": page.groups, "next_cursor": next_cursor})
 
 
-def _duplicate_json(image: Image) -> dict[str, Any]:
+def _duplicate_json(image: Any) -> dict[str, Any]:
     return {"id": image.id, "public_id": image.public_id, "phash": image.phash, "thumbnail_url": image.thumbnail_url}
 
 
