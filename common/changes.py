@@ -5,7 +5,7 @@ so that a poller pays for the changes, not for the album.
 stamps ``updated_at`` first may commit after one that stamped later, and a poll in between moves
 the cursor past it. So every ORM flush that changes what ``/images`` shows of an image (or
 deletes it) takes the next numbers of its album's counter, ``albums.change_seq``, with an
-``UPDATE ... RETURNING`` (``stamp_changes``, a ``before_flush`` hook on every session). That
+``UPDATE ... RETURNING`` (``stamp_changes``, an ``after_flush`` hook on every session). That
 update holds the album row until the transaction ends (PostgreSQL's row lock; SQLite has a
 single writer), so the next number goes to a transaction only after the previous one committed:
 numbers become visible in order, and a reader that sees number N sees everything below it. The
@@ -18,8 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import event, inspect, select, update
+from sqlalchemy import bindparam, event, inspect, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from common.models import Album, Image
 
@@ -34,9 +35,13 @@ def _visibly_changed(image: Image) -> bool:
     return any(state.attrs[name].history.has_changes() for name in VISIBLE)
 
 
-@event.listens_for(Session, "before_flush")
-def stamp_changes(session: Session, _flush_context: Any, _instances: Any) -> None:
-    """Give each new or visibly changed image the next change number of its album."""
+@event.listens_for(Session, "after_flush")
+def stamp_changes(session: Session, _flush_context: Any) -> None:
+    """Give each new or visibly changed image of the flush the next change numbers of its album.
+
+    After the flush's own writes, so a transaction always locks its image rows before its album
+    row (as ``ingest`` does with ``SELECT ... FOR UPDATE``): a bump before the image writes could
+    deadlock with it. (``new``, ``dirty`` and the attribute history still show the flush's changes.)"""
     by_album: dict[str, list[Image]] = {}
     for image in session.new:
         if isinstance(image, Image):
@@ -44,17 +49,21 @@ def stamp_changes(session: Session, _flush_context: Any, _instances: Any) -> Non
     for image in session.dirty:
         if isinstance(image, Image) and _visibly_changed(image):
             by_album.setdefault(image.album_id, []).append(image)
-    albums = Album.__table__
+    albums, images_table = Album.__table__, Image.__table__
     for album_id in sorted(by_album):  # one order for every transaction: no lock cycle between two
-        images = sorted(by_album[album_id], key=lambda img: (img.id is None, img.id or 0))
+        images = sorted(by_album[album_id], key=lambda img: img.id)
         last = session.execute(
             update(albums).where(albums.c.id == album_id)
             .values(change_seq=albums.c.change_seq + len(images)).returning(albums.c.change_seq)
         ).scalar()
         if last is None:
-            continue  # no such album: the image's own insert fails on its foreign key
-        for offset, image in enumerate(images):
-            image.change_seq = last - len(images) + 1 + offset
+            continue
+        numbers = [{"image": image.id, "seq": last - len(images) + 1 + offset} for offset, image in enumerate(images)]
+        # Written directly and recorded as loaded: the numbering is no change to flush again.
+        session.execute(update(images_table).where(images_table.c.id == bindparam("image"))
+                        .values(change_seq=bindparam("seq"), updated_at=images_table.c.updated_at), numbers)
+        for image, number in zip(images, numbers):
+            set_committed_value(image, "change_seq", number["seq"])
 
 
 @dataclass(frozen=True)

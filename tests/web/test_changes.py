@@ -216,3 +216,40 @@ def test_a_poller_following_concurrent_writers_misses_nothing(client, seed_album
     follower.catch_up()
     assert follower.images == _images_now()
     assert len(follower.images) > 40
+
+
+def test_a_locked_image_write_and_a_delete_of_it_do_not_deadlock_on_the_album_counter(seed_album):
+    """ingest locks the image row (SELECT ... FOR UPDATE) and then takes the album's number; a
+    delete writes the image row, then takes the number. Numbers are taken after the flush's own
+    writes, so both lock the image before the album and the second simply waits for the first."""
+    image_id = _ingest(1)
+    locked = threading.Event()
+    errors: list[BaseException] = []
+
+    def redelivered_ingest() -> None:
+        try:
+            with db.session_scope() as session:
+                image = pipeline.find_image(session, {"public_id": f"{SEED_ALBUM}/p1"})  # FOR UPDATE
+                locked.set()
+                time.sleep(0.4)  # the delete now waits on this row
+                image.error = "seen twice"
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            errors.append(exc)
+
+    def delete() -> None:
+        locked.wait()
+        try:
+            with db.session_scope() as session:
+                pipeline.mark_deleted(session, SEED_ALBUM, [f"{SEED_ALBUM}/p1"])
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=redelivered_ingest), threading.Thread(target=delete)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert errors == []
+    with db.session_scope() as session:
+        image = session.get(Image, image_id)
+        assert image.deleted_at is not None and image.error == "seen twice"
