@@ -501,7 +501,9 @@ def hamming(a: str, b: str) -> int:
 
 def duplicate_groups(images: list[Image], threshold: int) -> list[list[Image]]:
     """Groups of images whose pHashes lie within ``threshold`` bits of each other (single-link
-    clusters via union-find: near-duplicates of near-duplicates share a group)."""
+    clusters via union-find: near-duplicates of near-duplicates share a group), by comparing
+    every pair: quadratic, so the API answers from ``common.duplicates``' index instead; this is
+    the reference its tests and bench/album_scale.py hold it to."""
     hashed = [img for img in images if img.phash]
     parent = list(range(len(hashed)))
 
