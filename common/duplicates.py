@@ -178,25 +178,29 @@ def index_album(session: Session, album_id: str) -> int:
     return len(hashes)
 
 
-def stale_images(session: Session, changed_since: datetime, changed_before: datetime, limit: int = 500) -> list[int]:
+def stale_images(session: Session, changed_since: datetime, changed_before: datetime) -> list[int]:
     """Images changed between the two times whose index row does not reflect them (an index
-    task lost with its message): live with a processed pHash not indexed as it is, or deleted
-    and still indexed. Only images changed in the window are looked at (an index range); the
-    window ends a little before now so that index tasks still in the queue are not sent twice."""
+    task lost with its message): live with a pHash not indexed as it is, or deleted and still
+    indexed. Only images changed in the window are looked at (an index range), and the database
+    returns only those that look stale (what is not a normal lowercase hash is checked here);
+    the window ends a little before now so that index tasks still in the queue are not sent
+    twice."""
+    live_lagging = Image.deleted_at.is_(None) & Image.phash.is_not(None) & (
+        ImageHash.image_id.is_(None) | (ImageHash.phash != Image.phash))
+    deleted_indexed = Image.deleted_at.is_not(None) & ImageHash.image_id.is_not(None)
     rows = session.execute(
         select(Image.id, Image.phash, Image.deleted_at, ImageHash.phash)
         .outerjoin(ImageHash, ImageHash.image_id == Image.id)
         .where(Image.updated_at >= changed_since, Image.updated_at < changed_before,
-               Image.metadata_status == STAGE_DONE)
+               Image.metadata_status == STAGE_DONE, live_lagging | deleted_indexed)
         .order_by(Image.updated_at)
-        .limit(limit * 4)
     ).all()
     stale = []
     for image_id, phash, deleted_at, indexed in rows:
         value = parse_phash(phash) if deleted_at is None else None
         if (f"{value:016x}" if value is not None else None) != indexed:
             stale.append(image_id)
-    return stale[:limit]
+    return stale
 
 
 def groups(session: Session, album_id: str, threshold: int) -> list[list[int]]:

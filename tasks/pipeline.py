@@ -350,9 +350,10 @@ def _heal(settings: Settings) -> None:
     since = float(last) - 60 if last else started - settings.active_album_window
     with db.session_scope() as session:
         stale = pipeline.albums_needing_recount(session, datetime.fromtimestamp(since, timezone.utc))
-        # Within heal's 60 s overlap, so consecutive windows leave no gap.
+        # Ends 50 s ago (index tasks still queued are not sent twice), within heal's 60 s
+        # overlap, so consecutive windows leave no gap.
         unindexed = duplicates.stale_images(session, datetime.fromtimestamp(since, timezone.utc),
-                                            utcnow() - timedelta(seconds=min(policy.lease, 50.0)))
+                                            utcnow() - timedelta(seconds=50))
     for album_id in stale:
         request_recount(album_id)
     send(*(task("album.index_duplicates", image_id) for image_id in unindexed))

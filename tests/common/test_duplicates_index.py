@@ -136,8 +136,7 @@ def test_stored_groups_equal_brute_force_through_arrivals_deletes_and_reprocess(
                    else f"{_flip(rng.choice(targets), rng.randint(0, duplicates.MAX_THRESHOLD), rng):016x}")
             session.get(Image, image_id).phash = new
     with db.session_scope() as session:  # before its index task runs, heal sees the lag
-        stale = duplicates.stale_images(session, pipeline.utcnow().replace(year=2000), pipeline.utcnow().replace(year=2100),
-                                        limit=10_000)
+        stale = duplicates.stale_images(session, pipeline.utcnow().replace(year=2000), pipeline.utcnow().replace(year=2100))
     assert set(stale) <= set(changed) and len(stale) >= 140
     assert sum(_index(changed)) >= 140
     _assert_index_equals_brute_force()
