@@ -185,8 +185,9 @@ def stale_images(session: Session, changed_since: datetime, changed_before: date
     returns only those that look stale (what is not a normal lowercase hash is checked here);
     the window ends a little before now so that index tasks still in the queue are not sent
     twice."""
-    live_lagging = Image.deleted_at.is_(None) & Image.phash.is_not(None) & (
-        ImageHash.image_id.is_(None) | (ImageHash.phash != Image.phash))
+    not_indexed = ImageHash.image_id.is_(None) & Image.phash.is_not(None)
+    indexed_otherwise = ImageHash.image_id.is_not(None) & (Image.phash.is_(None) | (ImageHash.phash != Image.phash))
+    live_lagging = Image.deleted_at.is_(None) & (not_indexed | indexed_otherwise)
     deleted_indexed = Image.deleted_at.is_not(None) & ImageHash.image_id.is_not(None)
     rows = session.execute(
         select(Image.id, Image.phash, Image.deleted_at, ImageHash.phash)
