@@ -67,6 +67,7 @@ task_queues = (
 task_routes = {
     "album.ingest": {"queue": "fast"},
     "album.recount": {"queue": "fast"},
+    "album.index_duplicates": {"queue": "fast"},
     "album.heal": {"queue": "fast"},
     "album.remove_deleted": {"queue": "fast"},
     "album.fold_views": {"queue": "fast"},

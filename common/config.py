@@ -80,7 +80,7 @@ class Settings:
     #: Webhook: oldest accepted X-Cld-Timestamp (Cloudinary retries for minutes) and future skew.
     webhook_max_age: int = 7200
     webhook_max_skew: int = 300
-    #: Near-duplicate threshold: pHash Hamming distance in bits.
+    #: Near-duplicate threshold: pHash Hamming distance in bits (at most the index's largest, 7).
     duplicate_threshold: int = 6
     #: How long a dispatched stage may stay unfinished before the heal task dispatches it again
     #: (its message may be lost: a Redis restart, a killed worker). Each re-dispatch doubles it.
@@ -144,6 +144,11 @@ class Settings:
             raise ConfigError(f"VIEW_WINDOW must be at least 1 second, got {self.view_window}")
         if self.view_fold_interval <= 0:
             raise ConfigError(f"VIEW_FOLD_INTERVAL must be above 0 seconds, got {self.view_fold_interval}")
+        from common.duplicates import MAX_THRESHOLD
+
+        if not 0 <= self.duplicate_threshold <= MAX_THRESHOLD:
+            # The duplicates index answers thresholds up to MAX_THRESHOLD only.
+            raise ConfigError(f"DUPLICATE_THRESHOLD must be 0 to {MAX_THRESHOLD} bits, got {self.duplicate_threshold}")
         if not self.production:
             return
         if not self.jwt_secret or self.jwt_secret == DEV_JWT_SECRET or len(self.jwt_secret) < 32:

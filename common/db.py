@@ -13,6 +13,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from common import changes  # noqa: F401  (registers the change numbering of every session's image writes)
 from common.config import get_settings
 
 _engine: Engine | None = None

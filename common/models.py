@@ -5,7 +5,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, SmallInteger, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -54,6 +54,9 @@ class Album(Base):
     form_issued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     #: When the last recount read the album: a change to an image after it needs another one.
     counted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: The album's last change number: every write that changes what ``/images`` shows of one of
+    #: its images takes the next ones (``common/changes.py``), the cursor of ``/changes``.
+    change_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
@@ -88,6 +91,8 @@ class Image(Base):
         # The heal task's two scans: work that is due, and what changed since the last recount.
         Index("ix_images_due_at", "due_at"),
         Index("ix_images_updated_at", "updated_at"),
+        # /changes: an album's images changed after a change number.
+        Index("ix_images_album_change", "album_id", "change_seq"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
@@ -125,6 +130,8 @@ class Image(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     #: When Cloudinary confirmed the deleted image's asset gone (the sweep retries until then).
     destroyed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: The album's change number of this image's last visible change (``common/changes.py``).
+    change_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
@@ -143,3 +150,43 @@ class ViewFold(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     folded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class ImageHash(Base):
+    """An image's pHash as the duplicates index holds it (``common/duplicates.py``): the hash cut
+    into four 16-bit bands, each indexed with the album, so the near neighbours of a new hash are
+    found by equality lookups instead of a scan of the album. A row exists for every live image
+    with a valid pHash once the index task has run for it."""
+
+    __tablename__ = "image_hashes"
+    __table_args__ = tuple(Index(f"ix_image_hashes_band{n}", "album_id", f"band{n}") for n in range(4))
+
+    image_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    album_id: Mapped[str] = mapped_column(String(64))
+    #: The pHash this row was made from (16 lowercase hex digits): the edges reflect it.
+    phash: Mapped[str] = mapped_column(String(16))
+    band0: Mapped[int] = mapped_column(Integer)
+    band1: Mapped[int] = mapped_column(Integer)
+    band2: Mapped[int] = mapped_column(Integer)
+    band3: Mapped[int] = mapped_column(Integer)
+
+
+class DuplicateEdge(Base):
+    """Two live images of one album whose pHashes differ by at most the largest indexed threshold
+    (``image_id`` < ``other_id``). The groups for a threshold are the connected components of
+    the edges within it, computed when asked: an album has far fewer edges than pairs."""
+
+    __tablename__ = "duplicate_edges"
+    __table_args__ = (
+        # The endpoint's one read (album, distance <= t) is answered from this index alone.
+        Index("ix_duplicate_edges_album", "album_id", "distance", "image_id", "other_id"),
+        Index("ix_duplicate_edges_other", "other_id"),
+    )
+
+    image_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    other_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    album_id: Mapped[str] = mapped_column(String(64))
+    distance: Mapped[int] = mapped_column(SmallInteger)

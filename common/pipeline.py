@@ -20,6 +20,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from common import duplicates
 from common.config import Settings
 from common.models import STAGE_DONE, STAGE_FAILED, STAGE_PENDING, Album, Image, image_status, utcnow
 
@@ -118,6 +119,8 @@ class IngestResult:
     created: bool
     needs_metadata: bool
     needs_thumbnails: bool
+    #: The pHash was stored by this call: the duplicates index is to take it in.
+    needs_index: bool = False
 
 
 def find_image(session: Session, resource: dict[str, Any]) -> Image | None:
@@ -168,6 +171,7 @@ def ingest(session: Session, album_id: str, resource: dict[str, Any], uploaded_b
         created=created,
         needs_metadata=image.metadata_status != STAGE_DONE,
         needs_thumbnails=created and image.thumbnails_status != STAGE_DONE,
+        needs_index=not had_metadata and image.metadata_status == STAGE_DONE,
     )
 
 
@@ -320,7 +324,9 @@ def mark_deleted(session: Session, album_id: str, public_ids: Iterable[str]) -> 
     ).all()
     for image in images:
         image.deleted_at = utcnow()
-    return [image.id for image in images]
+    removed = [image.id for image in images]
+    duplicates.forget(session, album_id, removed)
+    return removed
 
 
 def albums_needing_recount(session: Session, changed_since: datetime, margin: float = 5.0) -> list[str]:
@@ -495,7 +501,9 @@ def hamming(a: str, b: str) -> int:
 
 def duplicate_groups(images: list[Image], threshold: int) -> list[list[Image]]:
     """Groups of images whose pHashes lie within ``threshold`` bits of each other (single-link
-    clusters via union-find: near-duplicates of near-duplicates share a group)."""
+    clusters via union-find: near-duplicates of near-duplicates share a group), by comparing
+    every pair: quadratic, so the API answers from ``common.duplicates``' index instead; this is
+    the reference its tests and bench/album_scale.py hold it to."""
     hashed = [img for img in images if img.phash]
     parent = list(range(len(hashed)))
 

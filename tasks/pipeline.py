@@ -18,7 +18,7 @@ from typing import Any, Callable
 from celery import Task
 from sqlalchemy.exc import OperationalError
 
-from common import cloudinary_client, db, pipeline
+from common import cloudinary_client, db, duplicates, pipeline
 from common.cloudinary_client import PermanentError, RateLimitedError, TransientError
 from common.config import Settings, get_settings
 from common.coordination import broker_epoch, client as redis_client, heal_lease, reconcile_gate, recount_gate
@@ -61,6 +61,8 @@ def _after_commit(what: str, publish: Callable[[], Any]) -> None:
 def _follow_ups(result: pipeline.IngestResult, album_id: str) -> None:
     def publish() -> None:
         send(*stage_tasks(result.image_id, result.needs_metadata and result.created, result.needs_thumbnails))
+        if result.needs_index:
+            send(task("album.index_duplicates", result.image_id))
         if result.created:
             request_recount(album_id)
 
@@ -123,7 +125,23 @@ def fetch_metadata(self: Task, image_id: int) -> None:
         return _stage_failed(self, image_id, "metadata", exc)
     with db.session_scope() as session:
         pipeline.store_metadata(session, image_id, resource)
-    _after_commit("recount", lambda: request_recount(album_id))
+
+    def publish() -> None:
+        send(task("album.index_duplicates", image_id))
+        request_recount(album_id)
+
+    _after_commit("index and recount", publish)
+
+
+@app.task(name="album.index_duplicates", bind=True, **DB_RETRY)
+def index_duplicates(self: Task, image_id: int) -> None:
+    """Bring the image's pHash into the album's duplicates index (its near neighbours through
+    the bands, the edges to them): runs after the pHash is stored, never on a request. Running
+    it again changes nothing; heal sends it again for an image whose index row lags its hash."""
+    with db.session_scope() as session:
+        changed = duplicates.index_image(session, image_id)
+    if changed:
+        log(logger, logging.INFO, "duplicates indexed", image_id=image_id)
 
 
 @app.task(name="album.generate_thumbnails", bind=True, max_retries=None, **DB_RETRY)
@@ -295,6 +313,7 @@ def heal(self: Task) -> None:
     - albums with an image changed after their last recount are recounted;
     - albums owed a reconcile (``upload_done``, forms out recently, a slow schedule) get one;
     - deleted images whose Cloudinary asset is not confirmed gone get their destroy again;
+    - images changed lately whose duplicates index lags their pHash are indexed again;
     - a broker that lost its data (restarted, failed over) makes everything pending due now
       and every active album reconciled: queued messages and lost webhooks alike come back.
 
@@ -331,8 +350,13 @@ def _heal(settings: Settings) -> None:
     since = float(last) - 60 if last else started - settings.active_album_window
     with db.session_scope() as session:
         stale = pipeline.albums_needing_recount(session, datetime.fromtimestamp(since, timezone.utc))
+        # Ends 50 s ago (index tasks still queued are not sent twice), within heal's 60 s
+        # overlap, so consecutive windows leave no gap.
+        unindexed = duplicates.stale_images(session, datetime.fromtimestamp(since, timezone.utc),
+                                            utcnow() - timedelta(seconds=50))
     for album_id in stale:
         request_recount(album_id)
+    send(*(task("album.index_duplicates", image_id) for image_id in unindexed))
 
     with db.session_scope() as session:
         targets = pipeline.albums_to_reconcile(session, settings, everything_active=lost)
@@ -346,6 +370,6 @@ def _heal(settings: Settings) -> None:
         undestroyed = pipeline.undestroyed_images(session, timedelta(seconds=policy.lease))
     send(*(task("album.destroy_image", image_id) for image_id in undestroyed))
     r.set(_LAST_HEAL_KEY, started)
-    if resent or stale or targets or undestroyed:
+    if resent or stale or targets or undestroyed or unindexed:
         log(logger, logging.INFO, "healed", resent=resent, recounts=len(stale), reconciles=len(targets),
-            destroys=len(undestroyed), broker_lost=lost)
+            destroys=len(undestroyed), indexed=len(unindexed), broker_lost=lost)

@@ -12,7 +12,9 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from sqlalchemy import select
 
+from common import changes as album_changes
 from common import cloudinary_client, db, pipeline, views
+from common import duplicates as duplicate_index
 from common.config import Settings
 from common.enqueue import BrokerUnavailable, request_reconcile, request_recount, send, send_reprocess, task
 from common.logs import log
@@ -144,11 +146,11 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     return int(raw)
 
 
-def _decode_cursor(raw: str | None) -> int:
+def _decode_cursor(raw: str | None, name: str = "cursor") -> int:
     if raw is None:
         return 0
     if not _CURSOR.fullmatch(raw):
-        raise ApiError(400, "invalid_parameter", "'cursor' is not a cursor this API returned.")
+        raise ApiError(400, "invalid_parameter", f"'{name}' is not a cursor this API returned.")
     return int(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
 
 
@@ -175,6 +177,23 @@ def images(album_id: str) -> Response:
     return jsonify({"images": page, "next_cursor": next_cursor})
 
 
+@bp.get("/<album_id>/changes")
+@album_access()
+def changes(album_id: str) -> Response:
+    """What changed after ``since`` (a previous answer's ``cursor``): images new or updated, as
+    ``/images`` shows them, and the ids of deleted ones, at most ``limit``; ``more`` while more
+    remain. Without ``since``: no changes, only the current ``cursor``."""
+    limit = _int_arg("limit", 200, 1, 200)
+    raw = request.args.get("since")
+    since = _decode_cursor(raw, "since") if raw is not None else None
+    load_album(album_id)
+    with db.session_scope() as session:
+        found = album_changes.changes_since(session, album_id, since, limit)
+        images = [image_json(img) for img in found.images]
+    return jsonify({"images": images, "deleted": found.deleted, "cursor": _encode_cursor(found.cursor),
+                    "more": found.more})
+
+
 @bp.get("/<album_id>/status")
 @album_access()
 def status(album_id: str) -> Response:
@@ -192,18 +211,21 @@ def status(album_id: str) -> Response:
 @bp.get("/<album_id>/duplicates")
 @album_access()
 def duplicates(album_id: str) -> Response:
-    """Near-duplicates: images whose pHashes differ by at most ``threshold`` bits."""
-    threshold = _int_arg("threshold", _settings().duplicate_threshold, 0, 64)
+    """Near-duplicates: images whose pHashes differ by at most ``threshold`` bits (0 to
+    ``duplicate_index.MAX_THRESHOLD``), from the index the workers keep; ``limit`` groups a page,
+    in the order of their smallest image id, ``next_cursor`` while more remain."""
+    threshold = _int_arg("threshold", _settings().duplicate_threshold, 0, duplicate_index.MAX_THRESHOLD)
+    limit = _int_arg("limit", 50, 1, 200)
+    after = _decode_cursor(request.args.get("cursor"))
     load_album(album_id)
     with db.session_scope() as session:
-        rows = session.scalars(
-            select(Image).where(Image.album_id == album_id, Image.deleted_at.is_(None), Image.phash.is_not(None)).order_by(Image.id)
-        ).all()
-        groups = [
-            [{"id": img.id, "public_id": img.public_id, "phash": img.phash, "thumbnail_url": img.thumbnail_url} for img in group]
-            for group in pipeline.duplicate_groups(list(rows), threshold)
-        ]
-    return jsonify({"threshold": threshold, "groups": groups})
+        page = duplicate_index.group_page(session, album_id, threshold, after, limit, _duplicate_json)
+    next_cursor = _encode_cursor(page.next_after) if page.next_after is not None else None
+    return jsonify({"threshold": threshold, "groups": page.groups, "next_cursor": next_cursor})
+
+
+def _duplicate_json(image: Any) -> dict[str, Any]:
+    return {"id": image.id, "public_id": image.public_id, "phash": image.phash, "thumbnail_url": image.thumbnail_url}
 
 
 @bp.delete("/<album_id>/images/<image_id>")
@@ -219,6 +241,8 @@ def delete_image(album_id: str, image_id: str) -> Response:
             raise ApiError(404, "image_not_found", "No such image in this album.")
         image.deleted_at = utcnow()
         deleted_id = image.id
+        # Out of every duplicate group in the same transaction (indexed deletes, no grouping).
+        duplicate_index.forget(session, album_id, [deleted_id])
 
     def publish() -> None:
         send(task("album.destroy_image", deleted_id))

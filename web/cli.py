@@ -10,7 +10,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import or_, select
 
-from common import db, migrate, pipeline, tokens
+from common import db, duplicates, migrate, pipeline, tokens
 from common.enqueue import BrokerUnavailable, request_reconcile, send_reprocess
 from common.models import STAGE_FAILED, Album, Image, Organization
 from web.auth import ALBUM_ID
@@ -134,6 +134,29 @@ def albums_reprocess(album_id: str, everything: bool, wait: bool, timeout: float
     click.echo(f"{len(todo)} images, {enqueued} tasks enqueued")
     if wait:
         _follow(album_id, timeout)
+
+
+@albums.command("index-duplicates")
+@click.argument("album_id", required=False)
+@click.option("--all", "every_album", is_flag=True, help="Every album that has photos with a pHash.")
+def albums_index_duplicates(album_id: str | None, every_album: bool) -> None:
+    """Rebuild the duplicates index of an album (or of all): the backfill for photos processed
+    before the index existed. Safe while workers run (it holds each album's index lock)."""
+    if bool(album_id) == every_album:
+        raise click.UsageError("give an ALBUM_ID or --all (not both)")
+    if album_id:
+        _require_album(album_id)
+    with db.session_scope() as session:
+        work = [(a, n) for a, n in duplicates.hashed_image_counts(session) if every_album or a == album_id]
+    if album_id and not work:
+        work = [(album_id, 0)]  # nothing hashed: the rebuild still clears what a deleted photo left
+    indexed = 0
+    with click.progressbar(length=sum(n for _, n in work), label="indexed", show_pos=True, show_percent=True) as bar:
+        for each, count in work:
+            with db.session_scope() as session:  # one transaction an album: its groups change at once
+                indexed += duplicates.index_album(session, each)
+            bar.update(count)
+    click.echo(f"{indexed} photos indexed in {len(work)} album(s)")
 
 
 class _TimedOut(click.ClickException):

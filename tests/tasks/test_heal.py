@@ -102,3 +102,26 @@ def test_one_heal_at_a_time(seed_album, known_broker, published):
     finally:
         heal_lease.release()
     assert published == []
+
+
+def test_an_index_task_lost_with_its_message_is_sent_again(seed_album, known_broker, published):
+    """A photo whose pHash was stored a minute ago and is still not in the duplicates index (its
+    album.index_duplicates message died) gets the task again; one stored just now is left to its
+    own task still in the queue; one already indexed is not sent."""
+    from sqlalchemy import update
+
+    from common import duplicates
+    from tasks.pipeline import index_duplicates
+
+    lost = _add(public_id="lost", metadata_status="done", thumbnails_status="done", phash="f0f0f0f0f0f0f0f0")
+    indexed = _add(public_id="indexed", metadata_status="done", thumbnails_status="done", phash="f0f0f0f0f0f0f0f1")
+    queued = _add(public_id="queued", metadata_status="done", thumbnails_status="done", phash="0f0f0f0f0f0f0f0f")
+    with db.session_scope() as session:
+        duplicates.index_image(session, indexed)
+        session.execute(update(Image).where(Image.id.in_([lost, indexed])).values(updated_at=_ago(60)))
+    heal.run()
+    assert [args for name, args in published if name == "album.index_duplicates"] == [(lost,)]
+    index_duplicates.run(lost)
+    with db.session_scope() as session:
+        assert duplicates.groups(session, SEED_ALBUM, 1) == [sorted([lost, indexed])]
+    assert queued not in [args[0] for name, args in published if name == "album.index_duplicates"]

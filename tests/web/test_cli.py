@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import jwt
 import pytest
+from sqlalchemy import select
 
 from common import db, migrate
 from common.models import Album, Image, Organization
@@ -129,3 +130,24 @@ def test_wait_gives_up_at_the_timeout_with_its_own_status(runner, seed_album):
     result = runner.invoke(args=["albums", "reprocess", SEED_ALBUM, "--wait", "--timeout", "1"])
     assert result.exit_code == 3, result.output
     assert "gave up after 1 s: 1 of 1 photos still processing" in result.output
+
+
+def test_index_duplicates_backfills_the_groups_with_a_bar(runner, seed_album):
+    from common import duplicates
+
+    with db.session_scope() as session:  # photos processed before the index existed
+        session.add_all(Image(album_id=SEED_ALBUM, public_id=f"old-{n}", phash=phash, metadata_status="done")
+                        for n, phash in enumerate(["f0f0f0f0f0f0f0f0", "f0f0f0f0f0f0f0f1", "0f0f0f0f0f0f0f0f", None]))
+    with db.session_scope() as session:
+        assert duplicates.groups(session, SEED_ALBUM, 6) == []
+    result = runner.invoke(args=["albums", "index-duplicates", SEED_ALBUM])
+    assert result.exit_code == 0, result.output
+    assert "3 photos indexed in 1 album(s)" in result.output and "indexed" in result.output
+    with db.session_scope() as session:
+        ids = sorted(session.scalars(select(Image.id).where(Image.public_id.in_(["old-0", "old-1"]))).all())
+        assert duplicates.groups(session, SEED_ALBUM, 6) == [ids]
+    again = runner.invoke(args=["albums", "index-duplicates", "--all"])
+    assert again.exit_code == 0 and "3 photos indexed in 1 album(s)" in again.output
+    for args in (["albums", "index-duplicates"], ["albums", "index-duplicates", SEED_ALBUM, "--all"],
+                 ["albums", "index-duplicates", "NOPE"]):
+        assert runner.invoke(args=args).exit_code == 2

@@ -153,7 +153,8 @@ def test_the_reference_page_uses_local_assets_only_under_its_own_csp(client):
         ("/images?limit=0", "limit"), ("/images?limit=201", "limit"), ("/images?limit=x", "limit"),
         ("/images?limit=%C2%B2", "limit"), ("/images?cursor=%21%21", "cursor"), ("/images?cursor=YWJj", "cursor"),
         ("/images?cursor=MTI%3D", "cursor"), ("/images?cursor=MTJ", "cursor"), ("/images?cursor=MTI%0A", "cursor"),
-        ("/duplicates?threshold=65", "threshold"), ("/duplicates?threshold=-1", "threshold"),
+        ("/duplicates?threshold=65", "threshold"), ("/duplicates?threshold=8", "threshold"),
+        ("/duplicates?limit=0", "limit"), ("/duplicates?cursor=YWJj", "cursor"), ("/duplicates?threshold=-1", "threshold"),
         ("/duplicates?threshold=%D9%A1", "threshold"),
     ],
 )
@@ -377,6 +378,6 @@ def test_the_reference_page_renders_in_chromium_with_no_csp_violation_and_no_out
     finally:
         server.shutdown()
     assert problems == []
-    assert operations == 14  # every documented operation is on the page
+    assert operations == 15  # every documented operation is on the page
     assert "Album upload pipeline API" in title
     assert requested and all(url.startswith(origin) or url.startswith("data:") for url in requested), requested

@@ -1,0 +1,267 @@
+"""Near-duplicate photos, found once when a photo's pHash is stored, not per request.
+
+**The index.** Each live image with a valid 64-bit pHash has an ``image_hashes`` row holding
+the hash cut into four 16-bit bands, each band indexed with the album. Two hashes within
+``MAX_THRESHOLD`` (7) bits differ in at most one bit in at least one band (four bands each two
+or more bits apart would be eight bits apart), so a new hash's candidates are the album's
+hashes whose band *i* equals band *i* of the new one or one of its 16 one-bit neighbours: 68
+equality lookups, about 50 candidates in an album of 50,000 random hashes. Each candidate's
+exact distance is checked; pairs within ``MAX_THRESHOLD`` are stored as ``duplicate_edges``
+with their distance.
+
+**The groups.** For a threshold ``t`` ≤ ``MAX_THRESHOLD``, the groups are the connected
+components (single link: near-duplicates of near-duplicates share a group) of the album's edges
+with distance ≤ ``t``: the same groups as comparing every pair (``pipeline.duplicate_groups``),
+computed from the edges, which are far fewer than the pairs.
+
+**Consistency.** ``index_image`` makes the index reflect an image's current pHash and liveness
+(run twice, the second run changes nothing); deleting images drops their rows in the same
+transaction (``forget``). Both hold the album's index lock, so two photos of one album indexed
+at once on two workers see each other: PostgreSQL takes a transaction advisory lock per album,
+SQLite's first statement is a write, which holds the database's single write lock until commit
+(and reads after it see everything committed before).
+"""
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable, Iterable
+
+from sqlalchemy import delete, func, insert, select, text, union
+from sqlalchemy.orm import Session
+
+from common.models import STAGE_DONE, DuplicateEdge, Image, ImageHash
+
+BANDS = 4
+BAND_BITS = 16
+_BAND_MASK = (1 << BAND_BITS) - 1
+#: The largest threshold the index answers: with 4 bands searched at radius 1, 2 * 4 - 1 bits.
+MAX_THRESHOLD = 2 * BANDS - 1
+#: ``pg_advisory_xact_lock(class, key)``'s class for album index locks (any fixed int4).
+_LOCK_CLASS = 0x0D0B
+_PHASH = re.compile(r"[0-9a-fA-F]{1,16}")
+
+
+def parse_phash(value: Any) -> int | None:
+    """The 64-bit hash, or None for what is not 1 to 16 hex digits (such an image is no
+    one's duplicate: it is not indexed)."""
+    if not isinstance(value, str) or not _PHASH.fullmatch(value):
+        return None
+    return int(value, 16)
+
+
+def bands(value: int) -> tuple[int, ...]:
+    return tuple((value >> (BAND_BITS * n)) & _BAND_MASK for n in range(BANDS))
+
+
+def band_neighbourhood(band: int) -> list[int]:
+    """The band and every value one bit away from it."""
+    return [band] + [band ^ (1 << bit) for bit in range(BAND_BITS)]
+
+
+def _band_columns() -> list[Any]:
+    return [getattr(ImageHash, f"band{n}") for n in range(BANDS)]
+
+
+def lock_album(session: Session, album_id: str) -> None:
+    """Serialize index writes of one album until the transaction ends. Must be the
+    transaction's first statement on SQLite (see the module's docstring)."""
+    if session.get_bind().dialect.name == "postgresql":
+        key = zlib.crc32(album_id.encode()) - 2**31  # int4
+        session.execute(text("SELECT pg_advisory_xact_lock(:cls, :key)"), {"cls": _LOCK_CLASS, "key": key})
+    else:
+        # A write that changes nothing, to take SQLite's write lock now rather than at the first insert.
+        session.execute(delete(ImageHash).where(ImageHash.image_id == -1))
+
+
+def _drop(session: Session, image_ids: list[int]) -> None:
+    if not image_ids:
+        return
+    session.execute(delete(DuplicateEdge).where(DuplicateEdge.image_id.in_(image_ids)))
+    session.execute(delete(DuplicateEdge).where(DuplicateEdge.other_id.in_(image_ids)))
+    session.execute(delete(ImageHash).where(ImageHash.image_id.in_(image_ids)))
+
+
+def forget(session: Session, album_id: str, image_ids: Iterable[int]) -> None:
+    """Deleted images leave the index (and every group) in the transaction that deletes them."""
+    ids = list(image_ids)
+    if ids:
+        lock_album(session, album_id)
+        _drop(session, ids)
+
+
+def _hash_row(image_id: int, album_id: str, value: int) -> dict[str, Any]:
+    row: dict[str, Any] = {"image_id": image_id, "album_id": album_id, "phash": f"{value:016x}"}
+    row.update({f"band{n}": band for n, band in enumerate(bands(value))})
+    return row
+
+
+def _edge(a: int, b: int, album_id: str, distance: int) -> dict[str, Any]:
+    low, high = (a, b) if a < b else (b, a)
+    return {"image_id": low, "other_id": high, "album_id": album_id, "distance": distance}
+
+
+def index_image(session: Session, image_id: int) -> bool:
+    """Make the index reflect the image as it is now: its current pHash if it is live, else
+    nothing. Idempotent; True when it changed something."""
+    album_id = session.scalar(select(Image.album_id).where(Image.id == image_id))
+    if album_id is None:
+        return False
+    lock_album(session, album_id)
+    # Read again under the lock (Core, not the identity map): a delete or reprocess may have
+    # committed meanwhile.
+    state = session.execute(select(Image.phash, Image.deleted_at).where(Image.id == image_id)).one()
+    value = parse_phash(state.phash) if state.deleted_at is None else None
+    indexed = session.scalar(select(ImageHash.phash).where(ImageHash.image_id == image_id))
+    wanted = f"{value:016x}" if value is not None else None
+    if indexed == wanted:
+        return False
+    _drop(session, [image_id])
+    if value is None:
+        return True
+    row = _hash_row(image_id, album_id, value)
+    # One SELECT per band, joined by UNION: each is a range of its own (album, band) index. (An OR
+    # of the four in one WHERE let SQLite's planner walk the whole album through one index.)
+    lookups = [
+        select(ImageHash.image_id, ImageHash.phash)
+        .where(ImageHash.album_id == album_id, column.in_(band_neighbourhood(row[f"band{n}"])))
+        for n, column in enumerate(_band_columns())
+    ]
+    candidates = session.execute(union(*lookups)).all()
+    edges = []
+    for other_id, other_phash in candidates:
+        distance = (value ^ int(other_phash, 16)).bit_count()
+        if distance <= MAX_THRESHOLD:
+            edges.append(_edge(image_id, other_id, album_id, distance))
+    session.execute(insert(ImageHash), [row])
+    if edges:
+        session.execute(insert(DuplicateEdge), edges)
+    return True
+
+
+def index_album(session: Session, album_id: str) -> int:
+    """Rebuild the album's index from its images in one pass (the backfill): the same bands and
+    edges ``index_image`` keeps, with the candidates looked up in memory. Returns the images
+    indexed."""
+    lock_album(session, album_id)
+    rows = session.execute(
+        select(Image.id, Image.phash).where(Image.album_id == album_id, Image.deleted_at.is_(None),
+                                             Image.phash.is_not(None))
+    ).all()
+    session.execute(delete(DuplicateEdge).where(DuplicateEdge.album_id == album_id))
+    session.execute(delete(ImageHash).where(ImageHash.album_id == album_id))
+    by_band: list[dict[int, list[tuple[int, int]]]] = [{} for _ in range(BANDS)]
+    hashes, edges = [], []
+    for image_id, phash in rows:
+        value = parse_phash(phash)
+        if value is None:
+            continue
+        row = _hash_row(image_id, album_id, value)
+        seen: set[int] = set()
+        for n in range(BANDS):
+            for band in band_neighbourhood(row[f"band{n}"]):
+                for other_id, other in by_band[n].get(band, ()):
+                    if other_id not in seen:
+                        seen.add(other_id)
+                        distance = (value ^ other).bit_count()
+                        if distance <= MAX_THRESHOLD:
+                            edges.append(_edge(image_id, other_id, album_id, distance))
+        for n in range(BANDS):
+            by_band[n].setdefault(row[f"band{n}"], []).append((image_id, value))
+        hashes.append(row)
+    for start in range(0, len(hashes), 5000):
+        session.execute(insert(ImageHash), hashes[start:start + 5000])
+    for start in range(0, len(edges), 5000):
+        session.execute(insert(DuplicateEdge), edges[start:start + 5000])
+    return len(hashes)
+
+
+def stale_images(session: Session, changed_since: datetime, changed_before: datetime) -> list[int]:
+    """Images changed between the two times whose index row does not reflect them (an index
+    task lost with its message): live with a pHash not indexed as it is, or deleted and still
+    indexed. Only images changed in the window are looked at (an index range), and the database
+    returns only those that look stale (what is not a normal lowercase hash is checked here);
+    the window ends a little before now so that index tasks still in the queue are not sent
+    twice."""
+    not_indexed = ImageHash.image_id.is_(None) & Image.phash.is_not(None)
+    indexed_otherwise = ImageHash.image_id.is_not(None) & (Image.phash.is_(None) | (ImageHash.phash != Image.phash))
+    live_lagging = Image.deleted_at.is_(None) & (not_indexed | indexed_otherwise)
+    deleted_indexed = Image.deleted_at.is_not(None) & ImageHash.image_id.is_not(None)
+    rows = session.execute(
+        select(Image.id, Image.phash, Image.deleted_at, ImageHash.phash)
+        .outerjoin(ImageHash, ImageHash.image_id == Image.id)
+        .where(Image.updated_at >= changed_since, Image.updated_at < changed_before,
+               Image.metadata_status == STAGE_DONE, live_lagging | deleted_indexed)
+        .order_by(Image.updated_at)
+    ).all()
+    stale = []
+    for image_id, phash, deleted_at, indexed in rows:
+        value = parse_phash(phash) if deleted_at is None else None
+        if (f"{value:016x}" if value is not None else None) != indexed:
+            stale.append(image_id)
+    return stale
+
+
+def groups(session: Session, album_id: str, threshold: int) -> list[list[int]]:
+    """The album's groups for ``threshold``: image ids, each group ascending, groups by their
+    smallest id (the order ``pipeline.duplicate_groups`` gives over images in id order)."""
+    if not 0 <= threshold <= MAX_THRESHOLD:
+        raise ValueError(f"threshold must be 0 to {MAX_THRESHOLD}")
+    edges = session.execute(
+        select(DuplicateEdge.image_id, DuplicateEdge.other_id)
+        .where(DuplicateEdge.album_id == album_id, DuplicateEdge.distance <= threshold)
+    ).all()
+    parent: dict[int, int] = {}
+
+    def root(i: int) -> int:
+        parent.setdefault(i, i)
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a, b in edges:
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    members: dict[int, list[int]] = {}
+    for i in parent:
+        members.setdefault(root(i), []).append(i)
+    return sorted((sorted(group) for group in members.values()), key=lambda group: group[0])
+
+
+@dataclass(frozen=True)
+class GroupPage:
+    groups: list[list[dict[str, Any]]]
+    #: The smallest image id of the page's last group, when more groups follow.
+    next_after: int | None
+
+
+#: What a group shows of each member (the endpoint's keys, in order).
+MEMBER_COLUMNS = (Image.id, Image.public_id, Image.phash, Image.thumbnail_url)
+
+
+def group_page(session: Session, album_id: str, threshold: int, after: int, limit: int,
+               member: Callable[[Any], dict[str, Any]]) -> GroupPage:
+    """``limit`` groups whose smallest id is above ``after``, each member (a row of
+    ``MEMBER_COLUMNS``) as ``member`` shows it."""
+    remaining = [group for group in groups(session, album_id, threshold) if group[0] > after]
+    page = remaining[:limit]
+    ids = [image_id for group in page for image_id in group]
+    images = {row.id: row for row in session.execute(
+        select(*MEMBER_COLUMNS).where(Image.id.in_(ids), Image.deleted_at.is_(None)))} if ids else {}
+    shown = [[member(images[i]) for i in group if i in images] for group in page]
+    return GroupPage([group for group in shown if len(group) > 1],
+                     page[-1][0] if len(remaining) > limit else None)
+
+
+def hashed_image_counts(session: Session) -> list[tuple[str, int]]:
+    """(album id, live images with a pHash) of every album that has any: the backfill's work."""
+    return [(album_id, n) for album_id, n in session.execute(
+        select(Image.album_id, func.count())
+        .where(Image.deleted_at.is_(None), Image.phash.is_not(None))
+        .group_by(Image.album_id).order_by(Image.album_id)
+    ).all()]
+
