@@ -5,7 +5,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -54,6 +54,9 @@ class Album(Base):
     form_issued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     #: When the last recount read the album: a change to an image after it needs another one.
     counted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: The album holds videos, or an uploader said a batch had some (``upload_done?videos=1``):
+    #: only then does a reconcile spend a second Admin listing on the tag's videos.
+    expects_videos: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
@@ -65,6 +68,12 @@ class Album(Base):
 STAGE_PENDING = "pending"
 STAGE_DONE = "done"
 STAGE_FAILED = "failed"
+
+# Cloudinary's resource types.
+RESOURCE_IMAGE = "image"
+RESOURCE_VIDEO = "video"
+RESOURCE_RAW = "raw"
+RESOURCE_TYPES = (RESOURCE_IMAGE, RESOURCE_VIDEO, RESOURCE_RAW)
 
 
 def image_status(metadata_status: str, thumbnails_status: str, deleted: bool = False) -> str:
@@ -88,6 +97,8 @@ class Image(Base):
         # The heal task's two scans: work that is due, and what changed since the last recount.
         Index("ix_images_due_at", "due_at"),
         Index("ix_images_updated_at", "updated_at"),
+        # Same bytes sent twice to one album: ingest looks the etag up among the album's images.
+        Index("ix_images_album_etag", "album_id", "etag"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
@@ -96,6 +107,17 @@ class Image(Base):
     asset_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     version: Mapped[int | None] = mapped_column(BigInteger)
     type: Mapped[str] = mapped_column(String(20), default="authenticated")
+    #: Cloudinary's resource type (image, video, raw): every call on the asset must name it.
+    resource_type: Mapped[str] = mapped_column(String(16), default=RESOURCE_IMAGE, server_default=RESOURCE_IMAGE)
+    #: Seconds, for videos.
+    duration: Mapped[float | None] = mapped_column(Float)
+    #: The name of the file as the uploader had it (without extension, as Cloudinary reports it).
+    original_filename: Mapped[str | None] = mapped_column(String(255))
+    #: MD5 of the bytes as Cloudinary reports it: the same file uploaded twice has the same etag.
+    etag: Mapped[str | None] = mapped_column(String(64))
+    #: Set on a second upload of the same bytes to an album: the image it repeats. Such an image
+    #: is deleted on arrival (its asset destroyed) instead of counted twice.
+    duplicate_of: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     format: Mapped[str | None] = mapped_column(String(16))
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
@@ -60,6 +61,10 @@ def _after_commit(what: str, publish: Callable[[], Any]) -> None:
 
 def _follow_ups(result: pipeline.IngestResult, album_id: str) -> None:
     def publish() -> None:
+        if result.duplicate_of is not None:
+            # Same bytes as an image already there: deleted on arrival, never counted.
+            send(task("album.destroy_image", result.image_id))
+            return
         send(*stage_tasks(result.image_id, result.needs_metadata and result.created, result.needs_thumbnails))
         if result.created:
             request_recount(album_id)
@@ -76,17 +81,27 @@ def ingest(self: Task, album_id: str, resource: dict[str, Any], uploaded_by: str
         log(logger, logging.WARNING, "ingest skipped", album_id=album_id, public_id=resource.get("public_id"))
         return
     log(logger, logging.INFO, "ingested", album_id=album_id, image_id=result.image_id, created=result.created,
-        needs_metadata=result.needs_metadata)
+        needs_metadata=result.needs_metadata, duplicate_of=result.duplicate_of)
     _follow_ups(result, album_id)
 
 
-def _stage_subject(image_id: int, stage: str) -> tuple[str, str, str] | None:
-    """(public_id, type, album_id) of an image whose ``stage`` is still to do, else None."""
+@dataclass(frozen=True)
+class StageSubject:
+    """What a stage's Cloudinary call needs to know of its image."""
+
+    public_id: str
+    asset_type: str
+    resource_type: str
+    album_id: str
+
+
+def _stage_subject(image_id: int, stage: str) -> StageSubject | None:
+    """The image whose ``stage`` is still to do, else None."""
     with db.session_scope() as session:
         image = session.get(Image, image_id)
         if image is None or image.deleted_at is not None or getattr(image, f"{stage}_status") != STAGE_PENDING:
             return None
-        return image.public_id, image.type, image.album_id
+        return StageSubject(image.public_id, image.type, image.resource_type, image.album_id)
 
 
 def _stage_failed(task: Task, image_id: int, stage: str, exc: Exception) -> None:
@@ -115,10 +130,10 @@ def fetch_metadata(self: Task, image_id: int) -> None:
     subject = _stage_subject(image_id, "metadata")
     if subject is None:
         return
-    public_id, asset_type, album_id = subject
+    album_id = subject.album_id
     _cloudinary()
     try:
-        resource = cloudinary_client.fetch_analysis(public_id, asset_type)
+        resource = cloudinary_client.fetch_analysis(subject.public_id, subject.asset_type, subject.resource_type)
     except (PermanentError, TransientError) as exc:
         return _stage_failed(self, image_id, "metadata", exc)
     with db.session_scope() as session:
@@ -132,10 +147,10 @@ def generate_thumbnails(self: Task, image_id: int) -> None:
     subject = _stage_subject(image_id, "thumbnails")
     if subject is None:
         return
-    public_id, asset_type, album_id = subject
+    album_id = subject.album_id
     _cloudinary()
     try:
-        thumb, preview = cloudinary_client.generate_derived(public_id, asset_type)
+        thumb, preview = cloudinary_client.generate_derived(subject.public_id, subject.asset_type, subject.resource_type)
     except (PermanentError, TransientError) as exc:
         return _stage_failed(self, image_id, "thumbnails", exc)
     with db.session_scope() as session:
@@ -177,7 +192,8 @@ def reconcile(self: Task, album_id: str, full: bool = False, rate_limit_waits: i
         progress = pipeline.reconcile_progress(album, full)
     _cloudinary()
     try:
-        page = cloudinary_client.list_by_tag(album_id, progress.cursor, reserve=settings.admin_budget_reserve)
+        page = cloudinary_client.list_by_tag(album_id, progress.cursor, reserve=settings.admin_budget_reserve,
+                                             resource_type=progress.resource_type)
     except RateLimitedError as exc:
         wait = exc.wait + 1
         log(logger, logging.INFO, "waiting for the Admin API budget", album_id=album_id, seconds=round(wait, 1))
@@ -215,7 +231,13 @@ def reconcile(self: Task, album_id: str, full: bool = False, rate_limit_waits: i
     for result in created:
         _follow_ups(result, album_id)
     progress = progress.after(resources, page.get("next_cursor"))
-    if progress.cursor and not reached:
+    more = bool(progress.cursor) and not reached
+    if not more:
+        with db.session_scope() as session:
+            following = progress.next_listing(session.get(Album, album_id))
+        if following is not None:  # the images are listed; the album's videos next
+            progress, more = following, True
+    if more:
         with db.session_scope() as session:
             pipeline.save_reconcile_progress(session, album_id, progress)
         _after_commit("next reconcile page", lambda: reconcile.apply_async(args=(album_id,), kwargs={"full": full}))
@@ -234,10 +256,10 @@ def destroy_image(self: Task, image_id: int) -> None:
         image = session.get(Image, image_id)
         if image is None or image.deleted_at is None or image.destroyed_at is not None:
             return
-        public_id, asset_type = image.public_id, image.type
+        public_id, asset_type, resource_type = image.public_id, image.type, image.resource_type
     _cloudinary()
     try:
-        cloudinary_client.destroy(public_id, asset_type)
+        cloudinary_client.destroy(public_id, asset_type, resource_type)
     except PermanentError:
         pass  # nothing to destroy: gone already
     except TransientError as exc:
@@ -272,13 +294,9 @@ def record_eager(self: Task, album_id: str, payload: dict[str, Any], uploaded_by
         image = pipeline.find_image(session, {"public_id": public_id})
         if image is None or image.album_id != album_id or image.thumbnails_status == STAGE_DONE:
             return
-        thumb = cloudinary_client.THUMBNAIL
-        pipeline.store_thumbnails(
-            session, image.id,
-            cloudinary_client.delivery_url(public_id, thumb, image.type),
-            cloudinary_client.delivery_url(public_id, cloudinary_client.PREVIEW, image.type),
-            thumb["width"], thumb["height"],
-        )
+        thumb, _ = cloudinary_client.derived_transformations(image.resource_type)
+        thumb_url, preview_url = cloudinary_client.derived_urls(public_id, image.type, image.resource_type)
+        pipeline.store_thumbnails(session, image.id, thumb_url, preview_url, thumb["width"], thumb["height"])
     _after_commit("recount", lambda: request_recount(album_id))
 
 
