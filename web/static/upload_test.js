@@ -549,8 +549,11 @@
     if (!card) {
       card = el.cardTemplate.content.firstElementChild.cloneNode(true);
       card.dataset.publicId = image.public_id;
+      card.dataset.id = String(image.id);
       state.cards.set(image.public_id, card);
-      el.images.append(card);
+      // In the album's order (by id), whatever order the items became ready in.
+      const after = [...el.images.children].find((other) => Number(other.dataset.id) > image.id);
+      el.images.insertBefore(card, after || null);
     }
     state.awaited.delete(image.public_id);
     if (image.etag) state.awaited.delete(image.etag);
@@ -592,18 +595,26 @@
     img.hidden = false;
   }
 
-  // A video: its poster frame, playable in place (the MP4 preview, loaded only when played).
+  // A video: its poster frame with a play button; the MP4 preview is fetched only when played,
+  // so an album of videos costs its posters, not its videos.
   function renderVideo(photo, image) {
-    photo.querySelector("img.preview").hidden = true;
+    const poster = photo.querySelector("img.preview");
     const player = photo.querySelector("video.player");
-    photo.hidden = !image.preview_url;
-    if (!image.preview_url) return;
+    const play = photo.querySelector("button.play");
     if (image.width && image.height) photo.style.aspectRatio = `${image.width} / ${image.height}`;
-    if (player.getAttribute("src") !== image.preview_url) {
-      if (image.thumbnail_url) player.poster = image.thumbnail_url;
+    if (player.getAttribute("src")) return; // playing (or played): leave it alone
+    poster.classList.add("poster");
+    setSrc(poster, image.thumbnail_url);
+    photo.hidden = !image.thumbnail_url;
+    play.hidden = !image.preview_url;
+    play.onclick = () => {
+      player.poster = image.thumbnail_url;
       player.src = image.preview_url;
-    }
-    player.hidden = false;
+      player.hidden = false;
+      poster.hidden = true;
+      play.hidden = true;
+      player.play().catch(() => { /* autoplay refused: the controls are there */ });
+    };
   }
 
   // Faces are [x, y, w, h] in original pixels. The preview keeps the original aspect ratio
