@@ -188,13 +188,16 @@ def ingest(session: Session, album_id: str, resource: dict[str, Any], uploaded_b
     created = image is None
     original: Image | None = None
     if image is None:
-        # The album row is locked while a new asset is checked against its etags, so two
-        # uploads of the same bytes arriving together cannot both miss each other (PostgreSQL;
-        # SQLite serialises writers anyway). A short lock: this transaction is a few statements.
-        album = session.get(Album, album_id, with_for_update=True)
+        # The album row is locked (an UPDATE: a row lock on PostgreSQL, the write lock on
+        # SQLite, which has no row locks and would let two deferred transactions read before
+        # either writes) while a new asset is checked against its etags, so two uploads of the
+        # same bytes arriving together cannot both miss each other. A short lock: this
+        # transaction is a few statements. A video also marks the album: reconciles list its
+        # videos from now on.
+        video = resource_type_of(resource) == RESOURCE_VIDEO
+        session.execute(update(Album).where(Album.id == album_id).values(
+            **({"expects_videos": True} if video else {"images_count": Album.images_count})))
         original = same_bytes_in_album(session, album_id, _text(resource.get("etag"), 64), public_id)
-        if resource_type_of(resource) == RESOURCE_VIDEO and album is not None and not album.expects_videos:
-            album.expects_videos = True  # reconciles list this album's videos from now on
         now = utcnow()
         image = Image(album_id=album_id, public_id=public_id, resource_type=resource_type_of(resource),
                       uploaded_by=uploaded_by, source=source, metadata_status=STAGE_PENDING, thumbnails_status=STAGE_PENDING, attempts=0,

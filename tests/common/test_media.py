@@ -109,3 +109,29 @@ def test_reconcile_progress_walks_videos_after_images_only_for_albums_that_have_
     with db.session_scope() as session:
         resumed = pipeline.reconcile_progress(session.get(Album, SEED_ALBUM), full=False)
         assert (resumed.resource_type, resumed.cursor) == ("video", "cursor-2")
+
+
+def test_two_uploads_of_the_same_bytes_arriving_together_keep_one(seed_album):
+    """The album row is locked while a new asset's etag is looked up: of two notifications of
+    the same bytes ingested at once, exactly one image stays live (PostgreSQL runs them truly
+    concurrently; SQLite serialises them)."""
+    import threading
+
+    barrier = threading.Barrier(2)
+    results: list[pipeline.IngestResult] = []
+
+    def ingest(n: int) -> None:
+        resource = {**PHOTO, "asset_id": f"{n}" * 32, "public_id": f"album/copy-{n}"}
+        barrier.wait()
+        with db.session_scope() as session:
+            results.append(pipeline.ingest(session, SEED_ALBUM, resource, "u1"))
+
+    threads = [threading.Thread(target=ingest, args=(n,)) for n in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 2 and sorted(r.duplicate_of is None for r in results) == [False, True]
+    with db.session_scope() as session:
+        live = session.query(Image).filter(Image.album_id == SEED_ALBUM, Image.deleted_at.is_(None)).count()
+    assert live == 1
