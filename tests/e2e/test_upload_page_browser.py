@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
@@ -265,6 +266,10 @@ def test_a_batch_of_photos_a_heic_and_a_video_shows_each_item_live_and_survives_
     expect(clip_row).to_have_attribute("data-state", "sending")
     assert "clip.mp4" in uploads.held
     expect(page.locator("#batch-text")).not_to_contain_text("8 of 8")
+    expect(page.locator("#poll-state")).not_to_have_text("Up to date.")  # not while a file is sending
+    # The count shown never contradicts the statuses beside it (both are the status endpoint's).
+    counts = [int(n) for n in re.findall(r"\d+", page.locator("#album-status").inner_text())]
+    assert int(page.locator("#images-count").inner_text()) == sum(counts)
     uploads.release("clip.mp4")
 
     # Every item ready, with its thumbnail loaded and its file name.
@@ -388,3 +393,31 @@ def test_a_refused_token_clears_the_album_from_the_screen(stack: Any, tab: Tab, 
 def test_the_favicon_is_served(stack: Any, tab: Tab) -> None:
     response = tab.page.goto(f"{stack.web_url}/favicon.ico")
     assert response.status == 200 and response.headers["content-type"] == "image/vnd.microsoft.icon"
+
+
+def test_the_page_polls_changes_when_the_server_has_them(stack: Any, tab: Tab, album: str) -> None:
+    """With ``GET /changes`` answering 200 (stood in for here by a route that serves the album's
+    images as changes), the page reads the whole list once and then only asks for changes."""
+    page = tab.page
+    served: list[str] = []
+
+    def changes(route: Any) -> None:
+        since = parse_qs(urlsplit(route.request.url).query).get("since")
+        served.append(since[0] if since else "")
+        images = []
+        if since:
+            listed = route.fetch(url=route.request.url.split("/changes")[0] + "/images?limit=200")
+            images = listed.json()["images"]
+        route.fulfill(status=200, json={"images": images, "deleted": [], "cursor": f"c{len(served)}", "more": False})
+
+    page.route(re.compile(r".*/api/v1/albums/[^/]+/changes(\?.*)?$"), changes)
+    open_page(page, stack, album, stack.token(album))
+    expect(page.locator("input[type=file]#files")).to_be_enabled()
+    page.set_input_files("input[type=file]#files", [str(FIXTURES / "chelsea.jpg"), str(FIXTURES / "rocket.jpg")])
+    expect(page.locator(".image-card[data-status=ready] img.thumb:not([hidden])")).to_have_count(
+        2, timeout=PIPELINE_TIMEOUT_MS)
+    expect(page.locator("#poll-state")).to_have_text("Up to date.", timeout=PIPELINE_TIMEOUT_MS)
+    full_reads = [url for method, url in tab.requests if method == "GET" and "/images?" in url]
+    assert len(full_reads) == 1  # the first look; every later one asked for changes
+    assert served[0] == "" and served[1:] and all(since.startswith("c") for since in served[1:])
+    assert tab.problems == []
