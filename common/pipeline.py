@@ -152,6 +152,18 @@ class IngestResult:
     duplicate_of: int | None = None
 
 
+def _lock_bytes(session: Session, album_id: str, etag: str) -> None:
+    """Until this transaction ends, be the only one adding these bytes to the album, so two
+    uploads of the same file arriving together cannot both miss each other. PostgreSQL: an
+    advisory lock on (album, etag), so different files never wait for each other. SQLite has no
+    row or advisory locks, and two deferred transactions could both read before either writes:
+    a write first takes its database-wide write lock (SQLite serialises writers anyway)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"album-etag:{album_id}:{etag}"))))
+    else:
+        session.execute(update(Album).where(Album.id == album_id).values(images_count=Album.images_count))
+
+
 def same_bytes_in_album(session: Session, album_id: str, etag: str | None, public_id: str) -> Image | None:
     """The album's live image with these bytes (Cloudinary's ``etag``), other than ``public_id``."""
     if not etag:
@@ -188,16 +200,14 @@ def ingest(session: Session, album_id: str, resource: dict[str, Any], uploaded_b
     created = image is None
     original: Image | None = None
     if image is None:
-        # The album row is locked (an UPDATE: a row lock on PostgreSQL, the write lock on
-        # SQLite, which has no row locks and would let two deferred transactions read before
-        # either writes) while a new asset is checked against its etags, so two uploads of the
-        # same bytes arriving together cannot both miss each other. A short lock: this
-        # transaction is a few statements. A video also marks the album: reconciles list its
-        # videos from now on.
-        video = resource_type_of(resource) == RESOURCE_VIDEO
-        session.execute(update(Album).where(Album.id == album_id).values(
-            **({"expects_videos": True} if video else {"images_count": Album.images_count})))
-        original = same_bytes_in_album(session, album_id, _text(resource.get("etag"), 64), public_id)
+        etag = _text(resource.get("etag"), 64)
+        if etag:
+            _lock_bytes(session, album_id, etag)
+        original = same_bytes_in_album(session, album_id, etag, public_id)
+        if resource_type_of(resource) == RESOURCE_VIDEO:
+            album = session.get(Album, album_id)
+            if album is not None and not album.expects_videos:
+                album.expects_videos = True  # reconciles list this album's videos from now on
         now = utcnow()
         image = Image(album_id=album_id, public_id=public_id, resource_type=resource_type_of(resource),
                       uploaded_by=uploaded_by, source=source, metadata_status=STAGE_PENDING, thumbnails_status=STAGE_PENDING, attempts=0,
