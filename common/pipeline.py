@@ -188,11 +188,12 @@ def find_image(session: Session, resource: dict[str, Any]) -> Image | None:
 
 
 def ingest(session: Session, album_id: str, resource: dict[str, Any], uploaded_by: str | None, source: str = "webhook",
-           policy: RetryPolicy = RetryPolicy()) -> IngestResult | None:
+           policy: RetryPolicy = RetryPolicy(), drop_same_bytes: bool = True) -> IngestResult | None:
     """Upsert the image by ``asset_id``/``public_id``. Returns None for an unknown album or a
     resource without ``public_id`` (logged by the task, not retried: it cannot get better).
     A new image is due one lease from now: its follow-up tasks are sent after the commit, and
-    if they never run, the heal task sends them again."""
+    if they never run, the heal task sends them again. With ``drop_same_bytes``, a new image
+    whose bytes (etag) the album already holds is recorded as its duplicate and deleted."""
     public_id = resource.get("public_id")
     if not isinstance(public_id, str) or not public_id or session.get(Album, album_id) is None:
         return None
@@ -201,9 +202,9 @@ def ingest(session: Session, album_id: str, resource: dict[str, Any], uploaded_b
     original: Image | None = None
     if image is None:
         etag = _text(resource.get("etag"), 64)
-        if etag:
+        if etag and drop_same_bytes:
             _lock_bytes(session, album_id, etag)
-        original = same_bytes_in_album(session, album_id, etag, public_id)
+            original = same_bytes_in_album(session, album_id, etag, public_id)
         if resource_type_of(resource) == RESOURCE_VIDEO:
             album = session.get(Album, album_id)
             if album is not None and not album.expects_videos:

@@ -76,7 +76,8 @@ def _follow_ups(result: pipeline.IngestResult, album_id: str) -> None:
 def ingest(self: Task, album_id: str, resource: dict[str, Any], uploaded_by: str | None = None, source: str = "webhook") -> None:
     """Upsert the photo from a notification, then its thumbnails, analysis and a recount."""
     with db.session_scope() as session:
-        result = pipeline.ingest(session, album_id, resource, uploaded_by, source, _policy())
+        result = pipeline.ingest(session, album_id, resource, uploaded_by, source, _policy(),
+                                 get_settings().drop_same_bytes)
     if result is None:
         log(logger, logging.WARNING, "ingest skipped", album_id=album_id, public_id=resource.get("public_id"))
         return
@@ -223,7 +224,7 @@ def reconcile(self: Task, album_id: str, full: bool = False, rate_limit_waits: i
         # Ingested here, each in its own transaction, rather than queued: the watermark may move
         # past these photos only once they are in the database.
         with db.session_scope() as session:
-            result = pipeline.ingest(session, album_id, resource, None, "reconcile", policy)
+            result = pipeline.ingest(session, album_id, resource, None, "reconcile", policy, settings.drop_same_bytes)
         if result is not None and result.created:
             created.append(result)
     log(logger, logging.INFO, "reconcile page", album_id=album_id, listed=len(resources), missing=len(missing),

@@ -87,6 +87,16 @@ def test_the_same_bytes_twice_are_recorded_as_a_duplicate_deleted_on_arrival_and
         assert pipeline.known_public_ids(session, SEED_ALBUM, ["album/photo-again"]) == {"album/photo-again"}
 
 
+def test_with_drop_same_bytes_off_every_upload_is_kept(seed_album):
+    first = _ingest(PHOTO)
+    with db.session_scope() as session:
+        second = pipeline.ingest(session, SEED_ALBUM, {**PHOTO, "asset_id": "f" * 32, "public_id": "album/again"},
+                                 "u1", drop_same_bytes=False)
+    assert second.duplicate_of is None and second.needs_thumbnails and second.image_id != first.image_id
+    with db.session_scope() as session:
+        assert pipeline.recount(session, SEED_ALBUM, (256, 256)).images_count == 2
+
+
 def test_the_same_bytes_after_the_first_was_deleted_are_a_new_photo(seed_album):
     first = _ingest(PHOTO)
     with db.session_scope() as session:
