@@ -211,8 +211,9 @@ def ingest(session: Session, album_id: str, resource: dict[str, Any], uploaded_b
                 album.expects_videos = True  # reconciles list this album's videos from now on
         now = utcnow()
         image = Image(album_id=album_id, public_id=public_id, resource_type=resource_type_of(resource),
-                      uploaded_by=uploaded_by, source=source, metadata_status=STAGE_PENDING, thumbnails_status=STAGE_PENDING, attempts=0,
-                      pending_since=now, due_at=now + timedelta(seconds=policy.lease))
+                      uploaded_by=uploaded_by, source=source, metadata_status=STAGE_PENDING,
+                      thumbnails_status=STAGE_PENDING, attempts=0, pending_since=now,
+                      due_at=now + timedelta(seconds=policy.lease))
         session.add(image)
     elif image.album_id != album_id:
         return None  # another album's photo: never move it
