@@ -190,6 +190,13 @@ def signature_algorithm() -> str:
     return cloudinary.config().signature_algorithm or cloudinary.utils.SIGNATURE_SHA1
 
 
+def notification_url(user_id: str, album_id: str, organization_id: str, settings: Settings,
+                     now: int | None = None) -> str:
+    """Our webhook's address for the album's notifications, with a notification token."""
+    token = tokens.notification_token(user_id, album_id, organization_id, settings.jwt_secret, settings.token_ttl, now=now)
+    return f"{settings.public_url}/api/v1/cloudinary?token={token}"
+
+
 def upload_form(
     *, album_id: str, organization_id: str, user_id: str, settings: Settings, now: int | None = None
 ) -> dict[str, Any]:
@@ -201,14 +208,11 @@ def upload_form(
     cfg = cloudinary.config()
     issued = int(time.time()) if now is None else now
     expires_at = issued + settings.upload_form_ttl
-    token = tokens.notification_token(
-        user_id, album_id, organization_id, settings.jwt_secret, settings.token_ttl, now=issued
-    )
     params: dict[str, Any] = {
         "colors": 1,
         "faces": 1,
         "image_metadata": 1,
-        "notification_url": f"{settings.public_url}/api/v1/cloudinary?token={token}",
+        "notification_url": notification_url(user_id, album_id, organization_id, settings, now=issued),
         "phash": 1,
         "tags": album_id,
         "timestamp": expires_at,
@@ -320,6 +324,16 @@ def generate_derived(public_id: str, asset_type: str = ASSET_TYPE, resource_type
     thumb = Derived(thumb_url, sizes[0][0] or thumb_t["width"], sizes[0][1] or thumb_t["height"])
     preview = Derived(preview_url, sizes[1][0] or 0, sizes[1][1] or 0)
     return thumb, preview
+
+
+def request_derived(public_id: str, asset_type: str, resource_type: str, notify_url: str) -> None:
+    """Upload API ``explicit`` with ``eager_async``: Cloudinary makes the thumbnail and the
+    preview in the background and posts an ``eager`` notification to ``notify_url`` when they
+    exist. What a video needs: Cloudinary refuses to transform a large one synchronously
+    ("Video is too large to process synchronously, please use ... eager_async=true")."""
+    thumb_t, preview_t = derived_transformations(resource_type)
+    _call(cloudinary.uploader.explicit, public_id, type=asset_type, resource_type=resource_type,
+          eager=[thumb_t, preview_t], eager_async=True, eager_notification_url=notify_url, timeout=CALL_TIMEOUT)
 
 
 def destroy(public_id: str, asset_type: str = ASSET_TYPE, resource_type: str = IMAGE) -> str:

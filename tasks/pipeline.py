@@ -94,6 +94,8 @@ class StageSubject:
     asset_type: str
     resource_type: str
     album_id: str
+    organization_id: str
+    uploaded_by: str | None
 
 
 def _stage_subject(image_id: int, stage: str) -> StageSubject | None:
@@ -102,7 +104,9 @@ def _stage_subject(image_id: int, stage: str) -> StageSubject | None:
         image = session.get(Image, image_id)
         if image is None or image.deleted_at is not None or getattr(image, f"{stage}_status") != STAGE_PENDING:
             return None
-        return StageSubject(image.public_id, image.type, image.resource_type, image.album_id)
+        album = session.get(Album, image.album_id)
+        return StageSubject(image.public_id, image.type, image.resource_type, image.album_id,
+                            album.organization_id if album else "", image.uploaded_by)
 
 
 def _stage_failed(task: Task, image_id: int, stage: str, exc: Exception) -> None:
@@ -150,6 +154,8 @@ def generate_thumbnails(self: Task, image_id: int) -> None:
         return
     album_id = subject.album_id
     _cloudinary()
+    if subject.resource_type == cloudinary_client.VIDEO:
+        return _request_video_derived(self, image_id, subject)
     try:
         thumb, preview = cloudinary_client.generate_derived(subject.public_id, subject.asset_type, subject.resource_type)
     except (PermanentError, TransientError) as exc:
@@ -157,6 +163,21 @@ def generate_thumbnails(self: Task, image_id: int) -> None:
     with db.session_scope() as session:
         pipeline.store_thumbnails(session, image_id, thumb.url, preview.url, thumb.width, thumb.height)
     _after_commit("recount", lambda: request_recount(album_id))
+
+
+def _request_video_derived(task: Task, image_id: int, subject: StageSubject) -> None:
+    """A video's poster and preview are made in the background (Cloudinary transforms only
+    small videos synchronously): the eager notification they end with comes to the webhook,
+    and ``record_eager`` stores them. Until then the stage stays pending and due, so if that
+    notification is lost, heal asks again after the lease."""
+    settings = get_settings()
+    notify = cloudinary_client.notification_url(subject.uploaded_by or "", subject.album_id, subject.organization_id,
+                                                settings)
+    try:
+        cloudinary_client.request_derived(subject.public_id, subject.asset_type, subject.resource_type, notify)
+    except (PermanentError, TransientError) as exc:
+        return _stage_failed(task, image_id, "thumbnails", exc)
+    log(logger, logging.INFO, "video derived requested", image_id=image_id)
 
 
 @app.task(name="album.recount", bind=True, **DB_RETRY)

@@ -1,10 +1,12 @@
 """Videos through the tasks, on the emulator over HTTP with the official SDK (issue 14): a
 reconcile finds a video whose webhook was lost (one more Admin call, only for albums with
-videos), the thumbnails stage makes a poster frame and a playable MP4, a destroy names the
-video's resource type. The task bodies run in-process, as a worker would run them."""
+videos), the thumbnails stage asks for a poster frame and a playable MP4 in the background
+(``eager_async``) and the eager notification stores them, a destroy names the video's resource
+type. The task bodies run in-process, as a worker would run them."""
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import cloudinary.uploader
@@ -12,6 +14,7 @@ import pytest
 import requests
 from PIL import Image as PILImage
 
+from cloudinary_emulator.testing import NotificationReceiver
 from common import cloudinary_client, db
 from common.models import Album, Image
 from tasks import pipeline as tasks
@@ -28,7 +31,8 @@ def _upload_video(public_id: str) -> dict:
                                       public_id=public_id, tags=[SEED_ALBUM])
 
 
-def test_reconcile_lists_videos_only_for_albums_with_videos_and_then_finds_a_lost_one(seed_album, emulator):
+def test_reconcile_lists_videos_only_for_albums_with_videos_and_then_finds_a_lost_one(seed_album, emulator,
+                                                                                      monkeypatch):
     _upload_video("lost/clip")  # uploaded, its webhook never came
     before = _admin_calls(emulator)
     _reconcile_to_the_end(SEED_ALBUM, full=True)
@@ -46,7 +50,20 @@ def test_reconcile_lists_videos_only_for_albums_with_videos_and_then_finds_a_los
         image_id = image.id
 
     tasks.fetch_metadata.run(image_id)  # the listing has no duration: explicit on the video gives it
-    tasks.generate_thumbnails.run(image_id)
+    # A video's poster and preview are made in the background; the eager notification that
+    # ends them goes to the webhook (a receiver here), which hands it to record_eager.
+    settings = tasks.get_settings()
+    with NotificationReceiver() as receiver:
+        base = receiver.url.rsplit("/", 1)[0]
+        monkeypatch.setattr(tasks, "get_settings", lambda: settings.with_overrides(public_url=base))
+        tasks.generate_thumbnails.run(image_id)
+        with db.session_scope() as session:
+            assert session.get(Image, image_id).thumbnails_status == "pending"  # until the notification
+        [(headers, body)] = receiver.wait_for(1, timeout=30)
+    payload = json.loads(body)
+    assert payload["notification_type"] == "eager" and payload["public_id"] == "lost/clip"
+    assert {"X-Cld-Timestamp", "X-Cld-Signature"} <= set(headers)
+    tasks.record_eager.run(SEED_ALBUM, payload)
     with db.session_scope() as session:
         image = session.get(Image, image_id)
         assert image.status == "ready" and image.duration == pytest.approx(3.0, abs=0.05)
