@@ -229,9 +229,7 @@ def ingest(session: Session, album_id: str, resource: dict[str, Any], uploaded_b
         # Same bytes as an image already in the album: kept as a record (so a reconcile does not
         # bring it back, and the uploader can be told), but deleted on arrival, never counted,
         # and its asset destroyed (the destroy sweep retries until Cloudinary confirms).
-        image.duplicate_of = original.id
-        image.deleted_at = utcnow()
-        image.due_at = None
+        _mark_duplicate(image, original)
     try:
         session.flush()
     except IntegrityError:
@@ -262,6 +260,27 @@ def store_metadata(session: Session, image_id: int, resource: dict[str, Any]) ->
         image.metadata_status = STAGE_DONE
     _settle(image)
     return image
+
+
+def drop_same_bytes_copy(session: Session, image_id: int) -> bool:
+    """A photo found by a reconcile (whose listing carries no etag) learns its etag with its
+    metadata: if the album already holds those bytes, it is dropped as a re-sent upload is at
+    ingest (deleted, ``duplicate_of`` set; the caller has its asset destroyed). True if so."""
+    image = session.get(Image, image_id)
+    if image is None or image.deleted_at is not None or not image.etag or image.duplicate_of is not None:
+        return False
+    _lock_bytes(session, image.album_id, image.etag)
+    original = same_bytes_in_album(session, image.album_id, image.etag, image.public_id)
+    if original is None:
+        return False
+    _mark_duplicate(image, original)
+    return True
+
+
+def _mark_duplicate(image: Image, original: Image) -> None:
+    image.duplicate_of = original.id
+    image.deleted_at = utcnow()
+    image.due_at = None
 
 
 def store_thumbnails(session: Session, image_id: int, thumbnail_url: str, preview_url: str, width: int, height: int) -> Image | None:

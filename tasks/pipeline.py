@@ -143,6 +143,9 @@ def fetch_metadata(self: Task, image_id: int) -> None:
         return _stage_failed(self, image_id, "metadata", exc)
     with db.session_scope() as session:
         pipeline.store_metadata(session, image_id, resource)
+        dropped = get_settings().drop_same_bytes and pipeline.drop_same_bytes_copy(session, image_id)
+    if dropped:  # the album already had these bytes: this copy's asset goes
+        _after_commit("destroy", lambda: send(task("album.destroy_image", image_id)))
     _after_commit("recount", lambda: request_recount(album_id))
 
 

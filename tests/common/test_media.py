@@ -87,6 +87,22 @@ def test_the_same_bytes_twice_are_recorded_as_a_duplicate_deleted_on_arrival_and
         assert pipeline.known_public_ids(session, SEED_ALBUM, ["album/photo-again"]) == {"album/photo-again"}
 
 
+def test_a_copy_found_by_a_reconcile_is_dropped_once_its_metadata_tells_its_etag(seed_album):
+    first = _ingest(PHOTO)
+    listed = {"asset_id": "9" * 32, "public_id": "album/lost-copy", "format": "jpg", "type": "authenticated"}
+    with db.session_scope() as session:
+        found = pipeline.ingest(session, SEED_ALBUM, listed, None, "reconcile")
+    assert found.created and found.duplicate_of is None and found.needs_metadata  # no etag in a listing
+    with db.session_scope() as session:
+        pipeline.store_metadata(session, found.image_id, {**PHOTO, **listed})
+        assert pipeline.drop_same_bytes_copy(session, found.image_id)
+    with db.session_scope() as session:
+        copy = session.get(Image, found.image_id)
+        assert copy.deleted_at is not None and copy.duplicate_of == first.image_id
+        assert not pipeline.drop_same_bytes_copy(session, first.image_id)  # the original stays
+        assert session.get(Image, first.image_id).deleted_at is None
+
+
 def test_with_drop_same_bytes_off_every_upload_is_kept(seed_album):
     first = _ingest(PHOTO)
     with db.session_scope() as session:

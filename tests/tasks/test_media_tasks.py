@@ -81,3 +81,26 @@ def test_reconcile_lists_videos_only_for_albums_with_videos_and_then_finds_a_los
     with db.session_scope() as session:
         assert session.get(Image, image_id).destroyed_at is not None
     assert requests.get(preview_url, timeout=30).status_code == 404  # gone from Cloudinary too
+
+
+def test_a_resent_photo_whose_webhook_was_lost_is_dropped_when_its_metadata_comes(seed_album, emulator):
+    cloudinary_client.ensure_configured(tasks.get_settings())
+    photo = Path(__file__).resolve().parent.parent / "fixtures" / "photos" / "coffee.jpg"
+    first = cloudinary.uploader.upload(str(photo), type="authenticated", tags=[SEED_ALBUM], colors=True, faces=True,
+                                       phash=True, image_metadata=True)
+    tasks.ingest.run(SEED_ALBUM, first)  # its webhook came
+    again = cloudinary.uploader.upload(str(photo), type="authenticated", tags=[SEED_ALBUM])  # this one's never did
+    _reconcile_to_the_end(SEED_ALBUM, full=True)
+    with db.session_scope() as session:
+        copy = session.query(Image).filter_by(public_id=again["public_id"]).one()
+        original_id = session.query(Image).filter_by(public_id=first["public_id"]).one().id
+        assert copy.etag is None and copy.deleted_at is None  # the listing does not say its bytes
+        copy_id = copy.id
+    tasks.fetch_metadata.run(copy_id)  # explicit does: the album has them already
+    with db.session_scope() as session:
+        copy = session.get(Image, copy_id)
+        assert copy.deleted_at is not None and copy.duplicate_of == original_id
+    tasks.destroy_image.run(copy_id)
+    with db.session_scope() as session:
+        assert session.get(Image, copy_id).destroyed_at is not None
+        assert session.query(Image).filter(Image.album_id == SEED_ALBUM, Image.deleted_at.is_(None)).count() == 1
