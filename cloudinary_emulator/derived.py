@@ -137,6 +137,7 @@ def parse_eager_param(params: dict[str, Any]) -> Eager:
         return []
     text = "|".join(value) if isinstance(value, list) else str(value)
     try:
-        return transform.parse_eager(text)
+        # A video's eager list may ask for derived videos (``c_limit,w_1280/mp4``) as well as stills.
+        return transform.parse_eager(text, video_formats=frozenset(video.ENCODERS))
     except transform.TransformationError as exc:
         raise CloudinaryError(400, str(exc)) from None

@@ -199,8 +199,9 @@ def _background(value: str) -> str:
     return colour
 
 
-def parse_eager(text: str) -> list[tuple[str, Transformation]]:
+def parse_eager(text: str, video_formats: frozenset[str] = frozenset()) -> list[tuple[str, Transformation]]:
     """Split the SDK's ``eager`` value (``c_fill,w_200|w_100/png``) into (text, parsed) pairs.
+    ``video_formats``: the derived-video formats accepted besides the image ones.
 
     A trailing component without ``_`` is the format; the text kept is the whole entry, as
     Cloudinary echoes it in the answer's ``transformation`` field.
@@ -213,7 +214,7 @@ def parse_eager(text: str) -> list[tuple[str, Transformation]]:
         fmt = None
         if parts and "_" not in parts[-1]:
             fmt = parts.pop().lower()
-            if fmt and fmt not in OUTPUT_FORMATS:
+            if fmt and fmt not in OUTPUT_FORMATS and fmt not in video_formats:
                 raise TransformationError(f"Invalid format - {fmt}")
         parsed = parse("/".join(parts))
         if fmt:

@@ -30,7 +30,17 @@ from common.coordination import admin_budget
 #: Eager transformations made for every photo: a square, face-aware thumbnail and a bounded preview.
 THUMBNAIL = {"crop": "thumb", "gravity": "faces", "width": 256, "height": 256, "format": "jpg"}
 PREVIEW = {"crop": "limit", "width": 1280, "height": 1280, "format": "jpg"}
+#: For a video: a square poster (the frame Cloudinary picks, ``so_auto``, as a JPEG) and a
+#: bounded MP4 preview that every browser plays.
+VIDEO_POSTER = {"crop": "fill", "width": 256, "height": 256, "start_offset": "auto", "format": "jpg"}
+VIDEO_PREVIEW = {"crop": "limit", "width": 1280, "height": 1280, "format": "mp4"}
 ASSET_TYPE = "authenticated"
+IMAGE, VIDEO = "image", "video"
+
+
+def derived_transformations(resource_type: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(thumbnail, preview) transformations for an asset of ``resource_type``."""
+    return (VIDEO_POSTER, VIDEO_PREVIEW) if resource_type == VIDEO else (THUMBNAIL, PREVIEW)
 #: Seconds any Cloudinary call may take (the SDK has no default: a hung call would hold a worker
 #: thread forever). Well below the broker's visibility timeout.
 CALL_TIMEOUT = 30
@@ -180,6 +190,13 @@ def signature_algorithm() -> str:
     return cloudinary.config().signature_algorithm or cloudinary.utils.SIGNATURE_SHA1
 
 
+def notification_url(user_id: str, album_id: str, organization_id: str, settings: Settings,
+                     now: int | None = None) -> str:
+    """Our webhook's address for the album's notifications, with a notification token."""
+    token = tokens.notification_token(user_id, album_id, organization_id, settings.jwt_secret, settings.token_ttl, now=now)
+    return f"{settings.public_url}/api/v1/cloudinary?token={token}"
+
+
 def upload_form(
     *, album_id: str, organization_id: str, user_id: str, settings: Settings, now: int | None = None
 ) -> dict[str, Any]:
@@ -191,14 +208,11 @@ def upload_form(
     cfg = cloudinary.config()
     issued = int(time.time()) if now is None else now
     expires_at = issued + settings.upload_form_ttl
-    token = tokens.notification_token(
-        user_id, album_id, organization_id, settings.jwt_secret, settings.token_ttl, now=issued
-    )
     params: dict[str, Any] = {
         "colors": 1,
         "faces": 1,
         "image_metadata": 1,
-        "notification_url": f"{settings.public_url}/api/v1/cloudinary?token={token}",
+        "notification_url": notification_url(user_id, album_id, organization_id, settings, now=issued),
         "phash": 1,
         "tags": album_id,
         "timestamp": expires_at,
@@ -252,17 +266,21 @@ def _admin_call(reserve: int, call: Any, *args: Any, **kwargs: Any) -> Any:
     return response
 
 
-def fetch_analysis(public_id: str, asset_type: str = ASSET_TYPE) -> dict[str, Any]:
+def fetch_analysis(public_id: str, asset_type: str = ASSET_TYPE, resource_type: str = IMAGE) -> dict[str, Any]:
     """Faces, colours, EXIF and pHash of a stored photo, through the Upload API's ``explicit``:
     Cloudinary documents it for data extraction on uploaded assets and does not rate-limit it,
-    unlike the Admin API's ``resource`` (a budget of a few hundred calls an hour)."""
-    return dict(_call(cloudinary.uploader.explicit, public_id, type=asset_type, timeout=CALL_TIMEOUT,
-                      faces=True, colors=True, image_metadata=True, phash=True))
+    unlike the Admin API's ``resource`` (a budget of a few hundred calls an hour). A video's
+    answer carries its duration and codecs; Cloudinary has no face, colour or pHash for it."""
+    analysis = {"faces": True, "colors": True, "image_metadata": True, "phash": True} if resource_type == IMAGE else {}
+    return dict(_call(cloudinary.uploader.explicit, public_id, type=asset_type, resource_type=resource_type,
+                      timeout=CALL_TIMEOUT, **analysis))
 
 
-def list_by_tag(tag: str, cursor: str | None, reserve: int, direction: str = "desc") -> dict[str, Any]:
-    """Admin API: one page (up to 500) of the resources with ``tag``, newest first by default."""
-    options: dict[str, Any] = {"max_results": 500, "direction": direction}
+def list_by_tag(tag: str, cursor: str | None, reserve: int, direction: str = "desc",
+                resource_type: str = IMAGE) -> dict[str, Any]:
+    """Admin API: one page (up to 500) of the ``resource_type`` assets with ``tag``, newest first
+    by default (Cloudinary lists one resource type per call)."""
+    options: dict[str, Any] = {"max_results": 500, "direction": direction, "resource_type": resource_type}
     if cursor:
         options["next_cursor"] = cursor
     return dict(_admin_call(reserve, cloudinary.api.resources_by_tag, tag, **options))
@@ -275,28 +293,49 @@ class Derived:
     height: int
 
 
-def delivery_url(public_id: str, transformation: dict[str, Any], asset_type: str = ASSET_TYPE) -> str:
+def delivery_url(public_id: str, transformation: dict[str, Any], asset_type: str = ASSET_TYPE,
+                 resource_type: str = IMAGE) -> str:
     options = {k: v for k, v in transformation.items() if k != "format"}
     url, _ = cloudinary.utils.cloudinary_url(
-        public_id, type=asset_type, sign_url=True, format=transformation.get("format"), transformation=[options]
+        public_id, type=asset_type, resource_type=resource_type, sign_url=True, format=transformation.get("format"),
+        transformation=[options]
     )
     return url
 
 
-def generate_derived(public_id: str, asset_type: str = ASSET_TYPE) -> tuple[Derived, Derived]:
+def derived_urls(public_id: str, asset_type: str = ASSET_TYPE, resource_type: str = IMAGE) -> tuple[str, str]:
+    """Signed delivery URLs of the thumbnail and the preview (no call to Cloudinary)."""
+    thumb, preview = derived_transformations(resource_type)
+    return delivery_url(public_id, thumb, asset_type, resource_type), delivery_url(public_id, preview, asset_type, resource_type)
+
+
+def generate_derived(public_id: str, asset_type: str = ASSET_TYPE, resource_type: str = IMAGE) -> tuple[Derived, Derived]:
     """Upload API ``explicit`` (not rate-limited): make the thumbnail and the preview now, and
-    return their signed delivery URLs (authenticated assets need signed URLs)."""
-    result = _call(cloudinary.uploader.explicit, public_id, type=asset_type, eager=[THUMBNAIL, PREVIEW],
-                   timeout=CALL_TIMEOUT)
+    return their signed delivery URLs (authenticated assets need signed URLs). For a video the
+    thumbnail is a poster frame and the preview a video."""
+    thumb_t, preview_t = derived_transformations(resource_type)
+    result = _call(cloudinary.uploader.explicit, public_id, type=asset_type, resource_type=resource_type,
+                   eager=[thumb_t, preview_t], timeout=CALL_TIMEOUT)
     eager = result.get("eager") or []
     sizes = [(e.get("width"), e.get("height")) for e in eager]
     while len(sizes) < 2:
         sizes.append((None, None))
-    thumb = Derived(delivery_url(public_id, THUMBNAIL, asset_type), sizes[0][0] or THUMBNAIL["width"], sizes[0][1] or THUMBNAIL["height"])
-    preview = Derived(delivery_url(public_id, PREVIEW, asset_type), sizes[1][0] or 0, sizes[1][1] or 0)
+    thumb_url, preview_url = derived_urls(public_id, asset_type, resource_type)
+    thumb = Derived(thumb_url, sizes[0][0] or thumb_t["width"], sizes[0][1] or thumb_t["height"])
+    preview = Derived(preview_url, sizes[1][0] or 0, sizes[1][1] or 0)
     return thumb, preview
 
 
-def destroy(public_id: str, asset_type: str = ASSET_TYPE) -> str:
-    return _call(cloudinary.uploader.destroy, public_id, type=asset_type, invalidate=True,
-                 timeout=CALL_TIMEOUT).get("result", "")
+def request_derived(public_id: str, asset_type: str, resource_type: str, notify_url: str) -> None:
+    """Upload API ``explicit`` with ``eager_async``: Cloudinary makes the thumbnail and the
+    preview in the background and posts an ``eager`` notification to ``notify_url`` when they
+    exist. What a video needs: Cloudinary refuses to transform a large one synchronously
+    ("Video is too large to process synchronously, please use ... eager_async=true")."""
+    thumb_t, preview_t = derived_transformations(resource_type)
+    _call(cloudinary.uploader.explicit, public_id, type=asset_type, resource_type=resource_type,
+          eager=[thumb_t, preview_t], eager_async=True, eager_notification_url=notify_url, timeout=CALL_TIMEOUT)
+
+
+def destroy(public_id: str, asset_type: str = ASSET_TYPE, resource_type: str = IMAGE) -> str:
+    return _call(cloudinary.uploader.destroy, public_id, type=asset_type, resource_type=resource_type,
+                 invalidate=True, timeout=CALL_TIMEOUT).get("result", "")

@@ -82,6 +82,9 @@ class Settings:
     webhook_max_skew: int = 300
     #: Near-duplicate threshold: pHash Hamming distance in bits (at most the index's largest, 7).
     duplicate_threshold: int = 6
+    #: A second upload of bytes already in the album (same etag) is dropped (deleted on arrival,
+    #: its asset destroyed). Off: every upload is kept, as a load test re-sending a few files wants.
+    drop_same_bytes: bool = True
     #: How long a dispatched stage may stay unfinished before the heal task dispatches it again
     #: (its message may be lost: a Redis restart, a killed worker). Each re-dispatch doubles it.
     stage_lease: int = 30
@@ -191,6 +194,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         broker_visibility_timeout=_int(env, "BROKER_VISIBILITY_TIMEOUT", defaults.broker_visibility_timeout),
         webhook_max_age=_int(env, "WEBHOOK_MAX_AGE", defaults.webhook_max_age),
         duplicate_threshold=_int(env, "DUPLICATE_THRESHOLD", defaults.duplicate_threshold),
+        drop_same_bytes=_bool(env, "DROP_SAME_BYTES", defaults.drop_same_bytes),
         stage_lease=_int(env, "STAGE_LEASE", defaults.stage_lease),
         heal_interval=_float(env, "HEAL_INTERVAL", defaults.heal_interval),
         retry_window=_int(env, "RETRY_WINDOW", defaults.retry_window),

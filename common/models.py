@@ -5,7 +5,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, SmallInteger, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, SmallInteger, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -57,6 +57,9 @@ class Album(Base):
     #: The album's last change number: every write that changes what ``/images`` shows of one of
     #: its images takes the next ones (``common/changes.py``), the cursor of ``/changes``.
     change_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    #: The album holds videos, or an uploader said a batch had some (``upload_done?videos=1``):
+    #: only then does a reconcile spend a second Admin listing on the tag's videos.
+    expects_videos: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
@@ -68,6 +71,12 @@ class Album(Base):
 STAGE_PENDING = "pending"
 STAGE_DONE = "done"
 STAGE_FAILED = "failed"
+
+# Cloudinary's resource types.
+RESOURCE_IMAGE = "image"
+RESOURCE_VIDEO = "video"
+RESOURCE_RAW = "raw"
+RESOURCE_TYPES = (RESOURCE_IMAGE, RESOURCE_VIDEO, RESOURCE_RAW)
 
 
 def image_status(metadata_status: str, thumbnails_status: str, deleted: bool = False) -> str:
@@ -93,6 +102,8 @@ class Image(Base):
         Index("ix_images_updated_at", "updated_at"),
         # /changes: an album's images changed after a change number.
         Index("ix_images_album_change", "album_id", "change_seq"),
+        # Same bytes sent twice to one album: ingest looks the etag up among the album's images.
+        Index("ix_images_album_etag", "album_id", "etag"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
@@ -101,6 +112,17 @@ class Image(Base):
     asset_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     version: Mapped[int | None] = mapped_column(BigInteger)
     type: Mapped[str] = mapped_column(String(20), default="authenticated")
+    #: Cloudinary's resource type (image, video, raw): every call on the asset must name it.
+    resource_type: Mapped[str] = mapped_column(String(16), default=RESOURCE_IMAGE, server_default=RESOURCE_IMAGE)
+    #: Seconds, for videos.
+    duration: Mapped[float | None] = mapped_column(Float)
+    #: The name of the file as the uploader had it (without extension, as Cloudinary reports it).
+    original_filename: Mapped[str | None] = mapped_column(String(255))
+    #: MD5 of the bytes as Cloudinary reports it: the same file uploaded twice has the same etag.
+    etag: Mapped[str | None] = mapped_column(String(64))
+    #: Set on a second upload of the same bytes to an album: the image it repeats. Such an image
+    #: is deleted on arrival (its asset destroyed) instead of counted twice.
+    duplicate_of: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     format: Mapped[str | None] = mapped_column(String(16))
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)

@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 
 from common import duplicates
 from common.config import Settings
-from common.models import STAGE_DONE, STAGE_FAILED, STAGE_PENDING, Album, Image, image_status, utcnow
+from common.models import (RESOURCE_IMAGE, RESOURCE_RAW, RESOURCE_TYPES, RESOURCE_VIDEO, STAGE_DONE, STAGE_FAILED,
+                           STAGE_PENDING, Album, Image, image_status, utcnow)
 
 STAGES = ("metadata", "thumbnails")
 
@@ -89,8 +90,25 @@ def _parse_time(value: Any) -> datetime | None:
         return None
 
 
+def resource_type_of(resource: dict[str, Any]) -> str:
+    """The asset's Cloudinary resource type; an answer without one is an image (the default)."""
+    value = resource.get("resource_type")
+    return value if value in RESOURCE_TYPES else RESOURCE_IMAGE
+
+
 def has_analysis(resource: dict[str, Any]) -> bool:
+    """Whether the resource carries all the analysis Cloudinary offers for its kind: faces,
+    colours and pHash for a photo, the duration for a video, nothing for a raw file."""
+    kind = resource_type_of(resource)
+    if kind == RESOURCE_VIDEO:
+        return isinstance(resource.get("duration"), (int, float))
+    if kind == RESOURCE_RAW:
+        return True
     return all(key in resource for key in ANALYSIS_KEYS)
+
+
+def _text(value: Any, limit: int) -> str | None:
+    return value[:limit] if isinstance(value, str) and value else None
 
 
 def _apply_resource(image: Image, resource: dict[str, Any]) -> bool:
@@ -100,10 +118,21 @@ def _apply_resource(image: Image, resource: dict[str, Any]) -> bool:
             setattr(image, field, resource[field])
     if isinstance(resource.get("type"), str):
         image.type = resource["type"]
+    if "resource_type" in resource:
+        image.resource_type = resource_type_of(resource)
+    image.original_filename = _text(resource.get("original_filename"), 255) or image.original_filename
+    image.etag = _text(resource.get("etag"), 64) or image.etag
     if image.uploaded_at is None:
         image.uploaded_at = _parse_time(resource.get("created_at"))
     if not has_analysis(resource):
         return False
+    if (image.resource_type or RESOURCE_IMAGE) != RESOURCE_IMAGE:
+        # Cloudinary offers no faces, colours or pHash for a video or a raw file: none to wait for.
+        duration = resource.get("duration")
+        image.duration = float(duration) if isinstance(duration, (int, float)) else None
+        image.image_metadata = {}
+        image.metadata_status = STAGE_DONE
+        return True
     image.faces = resource.get("faces") or []
     image.colors = resource.get("colors") or []
     image.predominant = resource.get("predominant") or {}
@@ -121,6 +150,33 @@ class IngestResult:
     needs_thumbnails: bool
     #: The pHash was stored by this call: the duplicates index is to take it in.
     needs_index: bool = False
+    #: The new image repeats this one (same bytes in the album): it was deleted on arrival and
+    #: its asset is to be destroyed.
+    duplicate_of: int | None = None
+
+
+def _lock_bytes(session: Session, album_id: str, etag: str) -> None:
+    """Until this transaction ends, be the only one adding these bytes to the album, so two
+    uploads of the same file arriving together cannot both miss each other. PostgreSQL: an
+    advisory lock on (album, etag), so different files never wait for each other. SQLite has no
+    row or advisory locks, and two deferred transactions could both read before either writes:
+    a write first takes its database-wide write lock (SQLite serialises writers anyway)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"album-etag:{album_id}:{etag}"))))
+    else:
+        session.execute(update(Album).where(Album.id == album_id).values(images_count=Album.images_count))
+
+
+def same_bytes_in_album(session: Session, album_id: str, etag: str | None, public_id: str) -> Image | None:
+    """The album's live image with these bytes (Cloudinary's ``etag``), other than ``public_id``."""
+    if not etag:
+        return None
+    return session.scalars(
+        select(Image)
+        .where(Image.album_id == album_id, Image.etag == etag, Image.deleted_at.is_(None), Image.public_id != public_id)
+        .order_by(Image.id)
+        .limit(1)
+    ).first()
 
 
 def find_image(session: Session, resource: dict[str, Any]) -> Image | None:
@@ -135,21 +191,32 @@ def find_image(session: Session, resource: dict[str, Any]) -> Image | None:
 
 
 def ingest(session: Session, album_id: str, resource: dict[str, Any], uploaded_by: str | None, source: str = "webhook",
-           policy: RetryPolicy = RetryPolicy()) -> IngestResult | None:
+           policy: RetryPolicy = RetryPolicy(), drop_same_bytes: bool = True) -> IngestResult | None:
     """Upsert the image by ``asset_id``/``public_id``. Returns None for an unknown album or a
     resource without ``public_id`` (logged by the task, not retried: it cannot get better).
     A new image is due one lease from now: its follow-up tasks are sent after the commit, and
-    if they never run, the heal task sends them again."""
+    if they never run, the heal task sends them again. With ``drop_same_bytes``, a new image
+    whose bytes (etag) the album already holds is recorded as its duplicate and deleted."""
     public_id = resource.get("public_id")
     if not isinstance(public_id, str) or not public_id or session.get(Album, album_id) is None:
         return None
     image = find_image(session, resource)
     created = image is None
+    original: Image | None = None
     if image is None:
+        etag = _text(resource.get("etag"), 64)
+        if etag and drop_same_bytes:
+            _lock_bytes(session, album_id, etag)
+            original = same_bytes_in_album(session, album_id, etag, public_id)
+        if resource_type_of(resource) == RESOURCE_VIDEO:
+            album = session.get(Album, album_id)
+            if album is not None and not album.expects_videos:
+                album.expects_videos = True  # reconciles list this album's videos from now on
         now = utcnow()
-        image = Image(album_id=album_id, public_id=public_id, uploaded_by=uploaded_by, source=source,
-                      metadata_status=STAGE_PENDING, thumbnails_status=STAGE_PENDING, attempts=0,
-                      pending_since=now, due_at=now + timedelta(seconds=policy.lease))
+        image = Image(album_id=album_id, public_id=public_id, resource_type=resource_type_of(resource),
+                      uploaded_by=uploaded_by, source=source, metadata_status=STAGE_PENDING,
+                      thumbnails_status=STAGE_PENDING, attempts=0, pending_since=now,
+                      due_at=now + timedelta(seconds=policy.lease))
         session.add(image)
     elif image.album_id != album_id:
         return None  # another album's photo: never move it
@@ -157,6 +224,15 @@ def ingest(session: Session, album_id: str, resource: dict[str, Any], uploaded_b
     if not had_metadata:
         _apply_resource(image, resource)
         _settle(image)
+    if created and image.resource_type == RESOURCE_RAW:
+        # A raw file (a PDF sent through ``auto/upload``) has no thumbnail to make.
+        image.thumbnails_status = STAGE_DONE
+        _settle(image)
+    if original is not None:
+        # Same bytes as an image already in the album: kept as a record (so a reconcile does not
+        # bring it back, and the uploader can be told), but deleted on arrival, never counted,
+        # and its asset destroyed (the destroy sweep retries until Cloudinary confirms).
+        _mark_duplicate(image, original)
     try:
         session.flush()
     except IntegrityError:
@@ -166,6 +242,8 @@ def ingest(session: Session, album_id: str, resource: dict[str, Any], uploaded_b
         if existing is None:
             raise
         return IngestResult(existing.id, False, False, False)
+    if original is not None:
+        return IngestResult(image.id, True, False, False, duplicate_of=original.id)
     return IngestResult(
         image_id=image.id,
         created=created,
@@ -186,6 +264,27 @@ def store_metadata(session: Session, image_id: int, resource: dict[str, Any]) ->
         image.metadata_status = STAGE_DONE
     _settle(image)
     return image
+
+
+def drop_same_bytes_copy(session: Session, image_id: int) -> bool:
+    """A photo found by a reconcile (whose listing carries no etag) learns its etag with its
+    metadata: if the album already holds those bytes, it is dropped as a re-sent upload is at
+    ingest (deleted, ``duplicate_of`` set; the caller has its asset destroyed). True if so."""
+    image = session.get(Image, image_id)
+    if image is None or image.deleted_at is not None or not image.etag or image.duplicate_of is not None:
+        return False
+    _lock_bytes(session, image.album_id, image.etag)
+    original = same_bytes_in_album(session, image.album_id, image.etag, image.public_id)
+    if original is None:
+        return False
+    _mark_duplicate(image, original)
+    return True
+
+
+def _mark_duplicate(image: Image, original: Image) -> None:
+    image.duplicate_of = original.id
+    image.deleted_at = utcnow()
+    image.due_at = None
 
 
 def store_thumbnails(session: Session, image_id: int, thumbnail_url: str, preview_url: str, width: int, height: int) -> Image | None:
@@ -422,6 +521,8 @@ class ReconcileProgress:
     cursor: str | None = None
     newest: datetime | None = None
     full: bool = False
+    #: The listing under way: Cloudinary lists one resource type per call, images first.
+    resource_type: str = RESOURCE_IMAGE
 
     def after(self, resources: list[dict[str, Any]], next_cursor: str | None) -> "ReconcileProgress":
         """The progress once a page is done: the next cursor, the newest photo seen so far."""
@@ -432,7 +533,15 @@ class ReconcileProgress:
 
     def to_json(self) -> dict[str, Any]:
         return {"started": self.started.isoformat(), "cursor": self.cursor,
-                "newest": self.newest.isoformat() if self.newest else None, "full": self.full}
+                "newest": self.newest.isoformat() if self.newest else None, "full": self.full,
+                "resource_type": self.resource_type}
+
+    def next_listing(self, album: Album | None) -> "ReconcileProgress | None":
+        """Once a listing is done: the videos' listing when the images' is done and the album
+        holds or expects videos (one more Admin call, spent only on such albums), else None."""
+        if self.resource_type == RESOURCE_IMAGE and album is not None and album.expects_videos:
+            return replace(self, resource_type=RESOURCE_VIDEO, cursor=None)
+        return None
 
 
 def reconcile_progress(album: Album, full: bool) -> ReconcileProgress:
@@ -441,7 +550,9 @@ def reconcile_progress(album: Album, full: bool) -> ReconcileProgress:
     stored = album.reconcile_progress or {}
     started = _parse_time(stored.get("started"))
     if started is not None and utcnow() - started < RECONCILE_PROGRESS_MAX_AGE and (stored.get("full") or not full):
-        return ReconcileProgress(started, stored.get("cursor"), _parse_time(stored.get("newest")), bool(stored.get("full")))
+        kind = stored.get("resource_type") if stored.get("resource_type") in RESOURCE_TYPES else RESOURCE_IMAGE
+        return ReconcileProgress(started, stored.get("cursor"), _parse_time(stored.get("newest")), bool(stored.get("full")),
+                                 kind)
     return ReconcileProgress(utcnow(), full=full)
 
 

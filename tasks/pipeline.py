@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
@@ -60,6 +61,10 @@ def _after_commit(what: str, publish: Callable[[], Any]) -> None:
 
 def _follow_ups(result: pipeline.IngestResult, album_id: str) -> None:
     def publish() -> None:
+        if result.duplicate_of is not None:
+            # Same bytes as an image already there: deleted on arrival, never counted.
+            send(task("album.destroy_image", result.image_id))
+            return
         send(*stage_tasks(result.image_id, result.needs_metadata and result.created, result.needs_thumbnails))
         if result.needs_index:
             send(task("album.index_duplicates", result.image_id))
@@ -73,22 +78,37 @@ def _follow_ups(result: pipeline.IngestResult, album_id: str) -> None:
 def ingest(self: Task, album_id: str, resource: dict[str, Any], uploaded_by: str | None = None, source: str = "webhook") -> None:
     """Upsert the photo from a notification, then its thumbnails, analysis and a recount."""
     with db.session_scope() as session:
-        result = pipeline.ingest(session, album_id, resource, uploaded_by, source, _policy())
+        result = pipeline.ingest(session, album_id, resource, uploaded_by, source, _policy(),
+                                 get_settings().drop_same_bytes)
     if result is None:
         log(logger, logging.WARNING, "ingest skipped", album_id=album_id, public_id=resource.get("public_id"))
         return
     log(logger, logging.INFO, "ingested", album_id=album_id, image_id=result.image_id, created=result.created,
-        needs_metadata=result.needs_metadata)
+        needs_metadata=result.needs_metadata, duplicate_of=result.duplicate_of)
     _follow_ups(result, album_id)
 
 
-def _stage_subject(image_id: int, stage: str) -> tuple[str, str, str] | None:
-    """(public_id, type, album_id) of an image whose ``stage`` is still to do, else None."""
+@dataclass(frozen=True)
+class StageSubject:
+    """What a stage's Cloudinary call needs to know of its image."""
+
+    public_id: str
+    asset_type: str
+    resource_type: str
+    album_id: str
+    organization_id: str
+    uploaded_by: str | None
+
+
+def _stage_subject(image_id: int, stage: str) -> StageSubject | None:
+    """The image whose ``stage`` is still to do, else None."""
     with db.session_scope() as session:
         image = session.get(Image, image_id)
         if image is None or image.deleted_at is not None or getattr(image, f"{stage}_status") != STAGE_PENDING:
             return None
-        return image.public_id, image.type, image.album_id
+        album = session.get(Album, image.album_id)
+        return StageSubject(image.public_id, image.type, image.resource_type, image.album_id,
+                            album.organization_id if album else "", image.uploaded_by)
 
 
 def _stage_failed(task: Task, image_id: int, stage: str, exc: Exception) -> None:
@@ -117,20 +137,24 @@ def fetch_metadata(self: Task, image_id: int) -> None:
     subject = _stage_subject(image_id, "metadata")
     if subject is None:
         return
-    public_id, asset_type, album_id = subject
+    album_id = subject.album_id
     _cloudinary()
     try:
-        resource = cloudinary_client.fetch_analysis(public_id, asset_type)
+        resource = cloudinary_client.fetch_analysis(subject.public_id, subject.asset_type, subject.resource_type)
     except (PermanentError, TransientError) as exc:
         return _stage_failed(self, image_id, "metadata", exc)
     with db.session_scope() as session:
         pipeline.store_metadata(session, image_id, resource)
+        dropped = get_settings().drop_same_bytes and pipeline.drop_same_bytes_copy(session, image_id)
 
     def publish() -> None:
-        send(task("album.index_duplicates", image_id))
+        if dropped:  # the album already had these bytes: this copy's asset goes, nothing to index
+            send(task("album.destroy_image", image_id))
+        else:
+            send(task("album.index_duplicates", image_id))
         request_recount(album_id)
 
-    _after_commit("index and recount", publish)
+    _after_commit("index or destroy, and recount", publish)
 
 
 @app.task(name="album.index_duplicates", bind=True, **DB_RETRY)
@@ -150,15 +174,32 @@ def generate_thumbnails(self: Task, image_id: int) -> None:
     subject = _stage_subject(image_id, "thumbnails")
     if subject is None:
         return
-    public_id, asset_type, album_id = subject
+    album_id = subject.album_id
     _cloudinary()
+    if subject.resource_type == cloudinary_client.VIDEO:
+        return _request_video_derived(self, image_id, subject)
     try:
-        thumb, preview = cloudinary_client.generate_derived(public_id, asset_type)
+        thumb, preview = cloudinary_client.generate_derived(subject.public_id, subject.asset_type, subject.resource_type)
     except (PermanentError, TransientError) as exc:
         return _stage_failed(self, image_id, "thumbnails", exc)
     with db.session_scope() as session:
         pipeline.store_thumbnails(session, image_id, thumb.url, preview.url, thumb.width, thumb.height)
     _after_commit("recount", lambda: request_recount(album_id))
+
+
+def _request_video_derived(task: Task, image_id: int, subject: StageSubject) -> None:
+    """A video's poster and preview are made in the background (Cloudinary transforms only
+    small videos synchronously): the eager notification they end with comes to the webhook,
+    and ``record_eager`` stores them. Until then the stage stays pending and due, so if that
+    notification is lost, heal asks again after the lease."""
+    settings = get_settings()
+    notify = cloudinary_client.notification_url(subject.uploaded_by or "", subject.album_id, subject.organization_id,
+                                                settings)
+    try:
+        cloudinary_client.request_derived(subject.public_id, subject.asset_type, subject.resource_type, notify)
+    except (PermanentError, TransientError) as exc:
+        return _stage_failed(task, image_id, "thumbnails", exc)
+    log(logger, logging.INFO, "video derived requested", image_id=image_id)
 
 
 @app.task(name="album.recount", bind=True, **DB_RETRY)
@@ -195,7 +236,8 @@ def reconcile(self: Task, album_id: str, full: bool = False, rate_limit_waits: i
         progress = pipeline.reconcile_progress(album, full)
     _cloudinary()
     try:
-        page = cloudinary_client.list_by_tag(album_id, progress.cursor, reserve=settings.admin_budget_reserve)
+        page = cloudinary_client.list_by_tag(album_id, progress.cursor, reserve=settings.admin_budget_reserve,
+                                             resource_type=progress.resource_type)
     except RateLimitedError as exc:
         wait = exc.wait + 1
         log(logger, logging.INFO, "waiting for the Admin API budget", album_id=album_id, seconds=round(wait, 1))
@@ -225,7 +267,7 @@ def reconcile(self: Task, album_id: str, full: bool = False, rate_limit_waits: i
         # Ingested here, each in its own transaction, rather than queued: the watermark may move
         # past these photos only once they are in the database.
         with db.session_scope() as session:
-            result = pipeline.ingest(session, album_id, resource, None, "reconcile", policy)
+            result = pipeline.ingest(session, album_id, resource, None, "reconcile", policy, settings.drop_same_bytes)
         if result is not None and result.created:
             created.append(result)
     log(logger, logging.INFO, "reconcile page", album_id=album_id, listed=len(resources), missing=len(missing),
@@ -233,7 +275,13 @@ def reconcile(self: Task, album_id: str, full: bool = False, rate_limit_waits: i
     for result in created:
         _follow_ups(result, album_id)
     progress = progress.after(resources, page.get("next_cursor"))
-    if progress.cursor and not reached:
+    more = bool(progress.cursor) and not reached
+    if not more:
+        with db.session_scope() as session:
+            following = progress.next_listing(session.get(Album, album_id))
+        if following is not None:  # the images are listed; the album's videos next
+            progress, more = following, True
+    if more:
         with db.session_scope() as session:
             pipeline.save_reconcile_progress(session, album_id, progress)
         _after_commit("next reconcile page", lambda: reconcile.apply_async(args=(album_id,), kwargs={"full": full}))
@@ -252,10 +300,10 @@ def destroy_image(self: Task, image_id: int) -> None:
         image = session.get(Image, image_id)
         if image is None or image.deleted_at is None or image.destroyed_at is not None:
             return
-        public_id, asset_type = image.public_id, image.type
+        public_id, asset_type, resource_type = image.public_id, image.type, image.resource_type
     _cloudinary()
     try:
-        cloudinary_client.destroy(public_id, asset_type)
+        cloudinary_client.destroy(public_id, asset_type, resource_type)
     except PermanentError:
         pass  # nothing to destroy: gone already
     except TransientError as exc:
@@ -290,13 +338,9 @@ def record_eager(self: Task, album_id: str, payload: dict[str, Any], uploaded_by
         image = pipeline.find_image(session, {"public_id": public_id})
         if image is None or image.album_id != album_id or image.thumbnails_status == STAGE_DONE:
             return
-        thumb = cloudinary_client.THUMBNAIL
-        pipeline.store_thumbnails(
-            session, image.id,
-            cloudinary_client.delivery_url(public_id, thumb, image.type),
-            cloudinary_client.delivery_url(public_id, cloudinary_client.PREVIEW, image.type),
-            thumb["width"], thumb["height"],
-        )
+        thumb, _ = cloudinary_client.derived_transformations(image.resource_type)
+        thumb_url, preview_url = cloudinary_client.derived_urls(public_id, image.type, image.resource_type)
+        pipeline.store_thumbnails(session, image.id, thumb_url, preview_url, thumb["width"], thumb["height"])
     _after_commit("recount", lambda: request_recount(album_id))
 
 

@@ -107,6 +107,9 @@ def upload_done(album_id: str) -> Response:
     reconcile it asks for is recorded with the album first, so it happens even if the broker
     is down right now."""
     _require_empty_or_form_body()
+    videos = request.args.get("videos")
+    if videos not in (None, "0", "1"):
+        raise ApiError(400, "invalid_parameter", "'videos' must be 0 or 1.")
     with db.session_scope() as session:
         album = session.get(Album, album_id)
         if album is None:
@@ -114,6 +117,10 @@ def upload_done(album_id: str) -> Response:
         form = _form_for(album)
         album.form_issued_at = utcnow()
         album.reconcile_requested_at = utcnow()
+        if videos == "1":
+            # The batch had videos: reconciles list the album's videos too, even if every
+            # video's webhook was lost (an album that never had one is not listed for them).
+            album.expects_videos = True
 
     def publish() -> None:
         request_recount(album_id)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import cloudinary.utils
-from flask import Blueprint, Response, current_app, render_template
+from flask import Blueprint, Response, current_app, render_template, send_from_directory
 
 from common import cloudinary_client
 from common.config import Settings
@@ -43,7 +43,8 @@ def content_security_policy() -> str:
 
     - scripts and styles only from our own origin: no inline script or style, no eval;
     - ``connect-src``: our API (same origin) and the Upload API the browser posts photos to;
-    - ``img-src``: our origin and the delivery host of thumbnails and previews;
+    - ``img-src``/``media-src``: our origin and the delivery host of thumbnails, posters and
+      previews, and ``blob:`` for the local previews of files not sent yet;
     - no forms posted anywhere, no framing, no ``<base>``, no plugins.
     """
     upload, delivery = upload_origin(), delivery_origin()
@@ -51,7 +52,9 @@ def content_security_policy() -> str:
         "default-src": ["'none'"],
         "script-src": ["'self'"],
         "style-src": ["'self'"],
-        "img-src": ["'self'", delivery],
+        # blob: the local previews of the files chosen, shown before they are sent.
+        "img-src": ["'self'", delivery, "blob:"],
+        "media-src": [delivery, "blob:"],  # videos: the MP4 previews, and local previews
         "connect-src": ["'self'", upload],
         "form-action": ["'none'"],
         "frame-ancestors": ["'none'"],
@@ -73,3 +76,10 @@ def page() -> Response:
     # drops the token from the address bar (web/headers.py only sets a default it keeps).
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
+
+
+@bp.get("/favicon.ico")
+def favicon() -> Response:
+    """Browsers ask for it on every page: an icon, not a 404 in the console."""
+    return send_from_directory(current_app.static_folder or "static", "favicon.ico",
+                               mimetype="image/vnd.microsoft.icon", max_age=86400)

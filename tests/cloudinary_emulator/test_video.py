@@ -142,6 +142,24 @@ def test_explicit_poster_for_a_video(emu: EmulatorProcess) -> None:
     assert [d["format"] for d in derived] == ["jpg"]
 
 
+def test_explicit_eager_derived_video_and_poster_together(emu: EmulatorProcess, photos: Path) -> None:
+    """What the pipeline asks for a video: a poster and a bounded MP4 in one ``explicit``."""
+    cloudinary.uploader.upload(str(MEDIA / "clip.webm"), resource_type="video", public_id="e/clip")
+    answer = cloudinary.uploader.explicit(
+        "e/clip", type="upload", resource_type="video",
+        eager=[{"start_offset": "auto", "width": 32, "height": 32, "crop": "fill", "format": "jpg"},
+               {"crop": "limit", "width": 80, "height": 80, "format": "mp4"}])
+    poster, preview = answer["eager"]
+    assert (poster["format"], poster["width"], poster["height"]) == ("jpg", 32, 32)
+    assert (preview["format"], preview["width"], preview["height"]) == ("mp4", 80, 60)
+    with av.open(io.BytesIO(get(preview["url"]).content)) as container:
+        assert container.streams.video[0].codec_context.name == "h264"
+    # A photo has no video to derive: asked for an MP4, it is a 400, not a crash.
+    cloudinary.uploader.upload(str(photos / "coffee.jpg"), public_id="e/photo")
+    with pytest.raises(BadRequest):
+        cloudinary.uploader.explicit("e/photo", type="upload", eager=[{"width": 80, "format": "mp4"}])
+
+
 def test_not_a_video_is_400_and_auto_keeps_it_raw(emu: EmulatorProcess, tmp_path: Path) -> None:
     junk = tmp_path / "notes.mp4"
     junk.write_bytes(b"definitely not a video" * 50)

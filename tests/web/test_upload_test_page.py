@@ -102,12 +102,20 @@ def test_csp_names_exactly_self_and_the_cloudinary_origins(request, app_fixture,
     assert csp["script-src"] == ["'self'"]  # no 'unsafe-inline', no 'unsafe-eval', no host
     assert csp["style-src"] == ["'self'"]
     assert csp["connect-src"] == ["'self'", upload]
-    assert csp["img-src"] == ["'self'", delivery]
+    # blob: is the local preview of a file chosen and not sent yet (a URL of the tab's own memory).
+    assert csp["img-src"] == ["'self'", delivery, "blob:"]
+    assert csp["media-src"] == [delivery, "blob:"]  # video previews, and local ones
     assert csp["form-action"] == ["'none'"]
     assert csp["frame-ancestors"] == ["'none'"]
     assert csp["base-uri"] == ["'none'"]
     named = {source for sources in csp.values() for source in sources if not source.startswith("'")}
-    assert named == {upload, delivery}
+    assert named == {upload, delivery, "blob:"}
+
+
+def test_the_favicon_is_an_icon_not_a_404(emulator_app):
+    response = emulator_app.test_client().get("/favicon.ico")
+    assert response.status_code == 200 and response.mimetype == "image/vnd.microsoft.icon"
+    assert response.data[:4] == b"\x00\x00\x01\x00"  # the ICO signature
 
 
 @pytest.mark.parametrize(
@@ -124,7 +132,8 @@ def test_the_csp_follows_the_configured_hosts(settings, options, delivery):
     ))
     csp = parse_csp(app.test_client().get("/upload_test").headers["Content-Security-Policy"])
     assert csp["connect-src"] == ["'self'", "https://upload.example.net:8443"]
-    assert csp["img-src"] == ["'self'", delivery]
+    assert csp["img-src"] == ["'self'", delivery, "blob:"]
+    assert csp["media-src"] == [delivery, "blob:"]
 
 
 def test_the_page_carries_no_secret_and_no_token(emulator_app, settings):
