@@ -511,11 +511,19 @@
     const hashed = [...state.cards.values()].filter((card) => card.dataset.phash).map((card) => card.dataset.id);
     const key = hashed.sort().join(",");
     if (key === state.dupKey) return;
-    const dups = await api("/duplicates");
+    // Every page of groups (the endpoint pages them like /images), numbered in order.
+    const groups = [];
+    let cursor = null;
+    do {
+      const query = `?limit=${PAGE_SIZE}` + (cursor ? `&cursor=${encodeURIComponent(cursor)}` : "");
+      const page = await api(`/duplicates${query}`);
+      groups.push(...page.groups);
+      cursor = page.next_cursor;
+    } while (cursor);
     if (generation !== state.generation) return;
     state.dupKey = key;
     const groupOf = new Map();
-    dups.groups.forEach((group, i) => group.forEach((member) => groupOf.set(member.public_id, i + 1)));
+    groups.forEach((group, i) => group.forEach((member) => groupOf.set(member.public_id, i + 1)));
     for (const [publicId, card] of state.cards) renderDuplicate(card.querySelector(".badges"), groupOf.get(publicId));
   }
 
