@@ -20,6 +20,7 @@ from typing import Any
 
 from celery import Celery, signals
 from celery.utils.nodenames import anon_nodename
+from celery.utils.saferepr import saferepr
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -56,11 +57,19 @@ class RedisTaskPublisher:
         self.hostname = anon_nodename()
         self.send_sent_event = bool(app.conf.task_send_sent_event)
 
-    def publish(self, name: str, args: tuple[Any, ...], queue: str, argsrepr: str) -> str:
+    def publish(self, name: str, args: tuple[Any, ...], queue: str, argsrepr: str,
+                kwargs: dict[str, Any] | None = None) -> str:
         task_id = str(uuid.uuid4())
+        kwargs = kwargs or {}
+        # Sent from inside a task (a worker's follow-ups): parent and root ids, as apply_async sets them.
+        parent = self.app.current_worker_task
+        parent_id = root_id = None
+        if parent is not None:
+            parent_id = parent.request.id
+            root_id = parent.request.root_id or parent.request.id
         message = self.app.amqp.as_task_v2(
-            task_id, name, args, {}, argsrepr=argsrepr, kwargsrepr="{}", origin=self.hostname,
-            create_sent_event=self.send_sent_event,
+            task_id, name, args, kwargs, argsrepr=argsrepr, kwargsrepr=saferepr(kwargs) if kwargs else "{}",
+            origin=self.hostname, create_sent_event=self.send_sent_event, parent_id=parent_id, root_id=root_id,
         )
         headers = dict(message.headers)
         # Celery's own publish signals, so their receivers (the request id header in
