@@ -24,7 +24,7 @@ from celery.utils.saferepr import saferepr
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from common.redis_conn import is_redis_url, redis_client
+from common.redis_conn import ThreadConnections, is_redis_url, redis_client
 
 
 def _envelope(body: bytes, headers: dict[str, Any], properties: dict[str, Any], exchange: str, routing_key: str) -> str:
@@ -51,6 +51,9 @@ class RedisTaskPublisher:
         self.client = redis_client(
             redis_url, socket_timeout=0.8, socket_connect_timeout=0.8, retry=Retry(NoBackoff(), 0), retry_on_timeout=False,
         )
+        # One connection per thread driven directly: redis-py's pipeline (pool checkout, retry
+        # wrapper, hooks) cost about as much CPU as the rest of the publish (bench/webhook_ack.py).
+        self.connections = ThreadConnections(lambda: self.client)
         db = self.client.connection_pool.connection_kwargs.get("db", 0)
         # kombu's fanout topic for the "celeryev" exchange (fanout_prefix and fanout_patterns on).
         self.event_topic = f"/{db}.celeryev/task.sent"
@@ -79,8 +82,7 @@ class RedisTaskPublisher:
             properties=message.properties, declare=[], retry_policy=None,
         )
         task_json = _envelope(json.dumps(message.body).encode(), headers, {**message.properties, "delivery_mode": 2}, "", queue)
-        pipe = self.client.pipeline(transaction=False)
-        pipe.lpush(queue, task_json)
+        commands: list[tuple[Any, ...]] = [("LPUSH", queue, task_json)]
         if message.sent_event:
             event = {
                 "hostname": self.hostname, "utcoffset": -time.timezone / 3600, "pid": os.getpid(),
@@ -88,9 +90,9 @@ class RedisTaskPublisher:
                 "queue": queue, "exchange": "", "routing_key": queue,
                 "timestamp": time.time(), "type": "task-sent",
             }
-            pipe.publish(self.event_topic, _envelope(json.dumps(event).encode(), {"hostname": self.hostname},
-                                                     {"delivery_mode": 1}, "celeryev", "task.sent"))
-        pipe.execute()
+            commands.append(("PUBLISH", self.event_topic, _envelope(json.dumps(event).encode(), {"hostname": self.hostname},
+                                                                    {"delivery_mode": 1}, "celeryev", "task.sent")))
+        self.connections.pipeline(*commands)
         signals.after_task_publish.send(sender=name, body=message.body, headers=headers, exchange="", routing_key=queue)
         return task_id
 
