@@ -318,9 +318,9 @@ def run_stack(stack: Any, processes: int, args: argparse.Namespace) -> None:
                       f"notification->ready p50 {run.pct(50) / 1000:.2f} s p95 {run.pct(95) / 1000:.2f} s "
                       f"p99 {run.pct(99) / 1000:.2f} s; count lag {run.count_lag_s:.2f} s; "
                       f"{run.total_s / photos * 1000:.1f} ms/photo", flush=True)
-            print("    CPU ms per photo: " + ", ".join(f"{role} {used / photos * 1000:.1f}" for role, used in run.cpu_s.items())
-                  + f"; all {sum(run.cpu_s.values()) / photos * 1000:.1f} (wall {run.total_s / photos * 1000:.1f} on "
-                  f"{os.cpu_count()} cores)", flush=True)
+                print("    CPU ms per photo: " + ", ".join(f"{role} {used / photos * 1000:.1f}" for role, used in run.cpu_s.items())
+                      + f"; all {sum(run.cpu_s.values()) / photos * 1000:.1f} (wall {run.total_s / photos * 1000:.1f} on "
+                      f"{os.cpu_count()} cores)", flush=True)
     finally:
         stack.stop()
     for latency in args.latency_ms:
