@@ -1,4 +1,5 @@
-"""Publishing a task from the webhook's hot path in one Redis round trip.
+"""Publishing a task in one Redis round trip: the webhook's hot path, and the follow-ups that
+tasks send (``common.enqueue.send``).
 
 Why not ``apply_async``: on the 2-core machine a Celery publish costs about 0.6 ms (producer
 pool, a Redis client object per publish, a second publish for Flower's ``task-sent`` event),
@@ -6,7 +7,9 @@ which made it most of the webhook's cost (bench/webhook_ack.py). Here Celery sti
 message (``app.amqp.as_task_v2``: protocol 2 headers, body and sent-event fields); only the last
 step is by hand: the envelope that kombu's Redis transport stores (the same keys kombu writes,
 checked by tests/common/test_fast_publish.py) and one pipelined LPUSH + PUBLISH for the task
-and its sent event. Brokers other than Redis go through ``apply_async``.
+and its sent event. Brokers other than Redis go through ``apply_async``. Unlike Celery's
+publish it does not retry: a refused publish is a 503 for the webhook, and for a task's
+follow-up the work is still due in the database, so heal sends it again.
 """
 from __future__ import annotations
 
