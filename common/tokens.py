@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import time
+from functools import lru_cache
 from typing import Any, Iterable, Mapping
 
 import jwt
@@ -81,10 +82,13 @@ def decode_session(token: str, secret: str) -> dict[str, Any]:
     return claims
 
 
-def decode_notification(token: str, secret: str, form_ttl: int, now: int | None = None) -> dict[str, Any]:
-    """Verify a notification token. Its ``exp`` is a session's 4 h, but the upload form it sits
-    in is good for ``form_ttl``: accept it until ``iat + form_ttl`` (the Cloudinary signature is
-    what proves the call itself)."""
+@lru_cache(maxsize=1024)
+def _verified_notification(token: str, secret: str) -> tuple[tuple[str, Any], ...]:
+    """The claims of a notification token whose signature checks out (time is checked by the
+    caller, on every use). Cached: all the photos of an upload form carry the same token, and
+    PyJWT's check is a fifth of the webhook's own CPU per request (its base64 checks walk every
+    character in Python; bench/webhook_ack.py). A token that fails is not cached (exceptions
+    are not), so a forged one pays the full check every time."""
     try:
         claims = jwt.decode(
             token, secret, algorithms=[ALGORITHM],
@@ -92,6 +96,14 @@ def decode_notification(token: str, secret: str, form_ttl: int, now: int | None 
         )
     except jwt.InvalidTokenError as exc:
         raise TokenError(f"invalid notification token: {exc}") from exc
+    return tuple(claims.items())
+
+
+def decode_notification(token: str, secret: str, form_ttl: int, now: int | None = None) -> dict[str, Any]:
+    """Verify a notification token. Its ``exp`` is a session's 4 h, but the upload form it sits
+    in is good for ``form_ttl``: accept it until ``iat + form_ttl`` (the Cloudinary signature is
+    what proves the call itself)."""
+    claims = dict(_verified_notification(token, secret))
     current = int(time.time()) if now is None else now
     iat = claims.get("iat")
     if not isinstance(iat, int) or current > iat + form_ttl + _LEEWAY:

@@ -49,6 +49,7 @@ from sqlalchemy.orm import Session
 
 from common.coordination import client
 from common.logs import log
+from common.redis_conn import ThreadConnections
 from common.models import ViewFold, utcnow
 
 logger = logging.getLogger(__name__)
@@ -114,64 +115,6 @@ class AlbumRead:
 
 
 _scripts: dict[str, Any] = {}
-
-
-class ThreadConnections:
-    """The album read's Redis: one connection per thread, configured like ``client()``'s pool
-    (same address, timeouts, no retries) and driven through redis-py's connection API.
-
-    Why not ``client()`` itself: its per-command path (pool checkout and return, the retry
-    wrapper, observability hooks) made a counted read cost ~256 µs more CPU than an uncounted
-    one, against ~110 µs this way: 0.84x against 0.93x the throughput when CPU-bound, for a
-    0.9x target (bench/views.py, figures in bench/README.md)."""
-
-    def __init__(self, client: Callable[[], redis.Redis]) -> None:
-        self._client = client
-        self._local = threading.local()
-
-    def _connection(self) -> Any:
-        held = getattr(self._local, "held", None)
-        if held is None or held[0] != os.getpid():  # a forked child makes its own
-            pool = self._client().connection_pool
-            held = self._local.held = (os.getpid(), pool.connection_class(**pool.connection_kwargs))
-        return held[1]
-
-    def _call(self, *args: Any) -> Any:
-        conn = self._connection()
-        was_connected = conn.is_connected
-        try:
-            conn.send_command(*args)
-            return conn.read_response()
-        except redis.exceptions.NoScriptError:
-            raise  # a whole answer: the connection is fine
-        except redis.ConnectionError:
-            conn.disconnect()
-            if not was_connected:
-                raise
-        except BaseException:
-            conn.disconnect()
-            raise
-        # The socket was closed while idle (Redis restarted): once more, on a new connection. A
-        # view cannot count twice: the script run again finds the view inside its window.
-        try:
-            conn.send_command(*args)
-            return conn.read_response()
-        except BaseException:
-            conn.disconnect()
-            raise
-
-    def run_script(self, source: str, keys: list[str], args: list[Any]) -> Any:
-        sha = _sha1(source)
-        try:
-            return self._call("EVALSHA", sha, len(keys), *keys, *args)
-        except redis.exceptions.NoScriptError:  # Redis restarted (or flushed its scripts)
-            self._call("SCRIPT", "LOAD", source)
-            return self._call("EVALSHA", sha, len(keys), *keys, *args)
-
-
-@lru_cache(maxsize=16)
-def _sha1(source: str) -> str:
-    return hashlib.sha1(source.encode()).hexdigest()
 
 
 def _run(r: redis.Redis | ThreadConnections, source: str, keys: list[str], args: list[Any]) -> Any:

@@ -32,7 +32,7 @@ def install(app: Flask) -> None:
     def _start() -> None:
         g.started = time.perf_counter()
         incoming = request.headers.get("X-Request-Id", "")
-        g.request_id = incoming if _REQUEST_ID.match(incoming) else str(uuid.uuid4())
+        g.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else str(uuid.uuid4())  # whole: "$" passes a "\n"
         request_id_var.set(g.request_id)
 
     @app.after_request
@@ -51,5 +51,13 @@ def install(app: Flask) -> None:
         started = g.get("started")
         if started is not None:
             added.append(("X-Runtime", f"{time.perf_counter() - started:.6f}"))
-        headers.extend(added)
+        # Werkzeug's ``extend`` re-validates every value (no newline) one ``add`` at a time: a
+        # third of this hook. These are our constants, or values we format
+        # (uuid, a float, a JWT, a request id matched against _REQUEST_ID), so they go straight
+        # into the list that Werkzeug keeps; ``extend`` only if a Werkzeug keeps them elsewhere.
+        store = getattr(headers, "_list", None)
+        if isinstance(store, list):
+            store.extend(added)
+        else:
+            headers.extend(added)
         return response

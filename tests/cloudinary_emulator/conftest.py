@@ -52,3 +52,12 @@ def emu(emulator_session: EmulatorProcess) -> Iterator[EmulatorProcess]:
 def receiver() -> Iterator[NotificationReceiver]:
     with NotificationReceiver() as rec:
         yield rec
+
+
+def detected_faces(name: str) -> list[list[int]]:
+    """What the emulator's analysis finds on a fixture photo: the upload, notification and Admin
+    API tests check that this is what they carry (tests/cloudinary_emulator/test_analysis.py
+    checks the detector itself against the photo's labelled face)."""
+    from cloudinary_emulator.analysis import analyse
+
+    return analyse((PHOTOS / name).read_bytes()).faces

@@ -14,6 +14,7 @@ import pytest
 from cloudinary.exceptions import AuthorizationRequired, BadRequest
 
 from cloudinary_emulator.testing import EmulatorProcess
+from tests.cloudinary_emulator.conftest import detected_faces
 
 ANALYSIS_KEYS = {"faces", "colors", "predominant", "phash", "image_metadata"}
 
@@ -48,7 +49,7 @@ def test_upload_answers_cloudinary_shape(emu: EmulatorProcess, photos: Path) -> 
 def test_astronaut_has_one_face_and_the_known_phash(emu: EmulatorProcess, photos: Path) -> None:
     result = cloudinary.uploader.upload(str(photos / "astronaut.jpg"), faces=True, phash=True,
                                         colors=True)
-    assert result["faces"] == [[177, 67, 95, 95]]
+    assert result["faces"] == detected_faces("astronaut.jpg")
     assert result["phash"] == "c2924c5532bddfc8"
     colors = result["colors"]
     assert 0 < len(colors) <= 32

@@ -60,3 +60,26 @@ def test_only_a_redis_broker_gets_the_fast_path(redis_url):
 
     assert publisher_for(app, "amqp://guest@127.0.0.1//") is None  # other brokers: Celery's send_task
     assert isinstance(publisher_for(app, redis_url), RedisTaskPublisher)
+
+
+def test_follow_ups_take_the_fast_path_with_their_parent(redis_url):
+    """``enqueue.send`` (what tasks send after a commit) writes through the fast publisher to the
+    task's routed queue, and a task sent from inside a task names its parent and root, as
+    ``apply_async`` does."""
+    from types import SimpleNamespace
+    from unittest import mock
+
+    from common import enqueue
+
+    r = redis.Redis.from_url(redis_url)
+    r.delete("io")
+    parent = SimpleNamespace(request=SimpleNamespace(id="parent-id", root_id="root-id"))
+    with mock.patch.object(type(app), "current_worker_task", new_callable=mock.PropertyMock, return_value=parent), \
+            mock.patch.object(RedisTaskPublisher, "publish", autospec=True, side_effect=RedisTaskPublisher.publish) as fast:
+        enqueue.send(enqueue.task("album.generate_thumbnails", 42))
+    assert fast.call_count == 1
+    message = _pop(r, "io")
+    assert message["headers"]["task"] == "album.generate_thumbnails"
+    assert message["headers"]["parent_id"] == "parent-id" and message["headers"]["root_id"] == "root-id"
+    assert message["headers"]["argsrepr"] == "(42,)"
+    assert json.loads(base64.b64decode(message["body"]))[0] == [42]

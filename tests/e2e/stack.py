@@ -123,14 +123,16 @@ class Stack:
         except requests.RequestException:
             return False
 
-    def start_worker(self, name: str, pool: str = "threads", concurrency: int = 8, queues: str = "fast,io") -> subprocess.Popen[bytes]:
-        """A Celery worker process; its log is ``logs/worker-<name>.log``."""
+    def start_worker(self, name: str, pool: str = "threads", concurrency: int = 8, queues: str = "fast,io",
+                     extra_args: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
+        """A Celery worker process; its log is ``logs/worker-<name>.log``. ``extra_args`` go to
+        ``celery worker`` (the benches add ``--include`` for their baseline task)."""
         hostname = f"{name}-{uuid.uuid4().hex[:6]}@%h"
         proc = self._spawn(
             f"worker-{name}",
             [sys.executable, "-m", "celery", "--app", "worker.app:app", "worker", "--queues", queues, "--pool", pool,
              "--concurrency", str(concurrency), "--hostname", hostname, "--loglevel", "INFO", "--without-mingle",
-             "--without-gossip"],
+             "--without-gossip", *extra_args],
         )
         self.workers.append(proc)
         wait_for(lambda: self._worker_ready(name), 30, what=f"worker {name}")

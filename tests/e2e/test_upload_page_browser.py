@@ -120,7 +120,7 @@ def test_upload_six_photos_and_watch_the_album_fill_in(stack: Any, tab: Tab, alb
     expect(page.locator("#batch-progress")).to_have_js_property("value", 1)
 
     # One face on the astronaut, drawn over her preview where OpenCV found it:
-    # [177, 67, 95, 95] in the 512x512 original (see tests/fixtures/photos/README.md).
+    # about [177, 67, 95, 95] in the 512x512 original (see tests/fixtures/photos/README.md; 1-2 px either way).
     astronaut = page.locator('.image-card[data-file-name="astronaut.jpg"]')
     expect(astronaut.locator(".face-box")).to_have_count(1)
     photo_box = astronaut.locator(".photo").bounding_box()

@@ -155,3 +155,17 @@ def test_a_session_token_is_not_a_notification_token(client, seed_album, publish
         assert response.status_code == 401
         assert response.get_json()["error"]["code"] == "unauthorized"
     assert published == [] and row_counts() == before
+
+
+def test_the_answer_is_the_same_bytes_and_a_request_id_with_a_newline_is_not_echoed(client, seed_album, published):
+    """The answer is built once (web/webhook.py); the headers go into Werkzeug's list without its
+    per-value check (web/headers.py), so a caller's X-Request-Id must be whole-matched: "$"
+    alone lets a trailing newline through, which would split the header."""
+    body = upload_body()
+    response = client.post(f"/api/v1/cloudinary?token={notification_token()}", data=body, headers=signed(body),
+                           environ_overrides={"HTTP_X_REQUEST_ID": "req-12345678\n"})
+    assert response.status_code == 200
+    assert response.data == b'{"status":"accepted"}'
+    assert response.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert response.headers["X-Request-Id"] != "req-12345678\n"
+    assert all("\n" not in value for _, value in response.headers.items())
