@@ -47,7 +47,9 @@ def main() -> None:
 
     upgrade(os.environ["DATABASE_URL"])
     stack = Stack(tmp, JWT_SECRET, default_worker=False, latency_ms=args.latency_ms,
-                  extra_env={"BROKER_VISIBILITY_TIMEOUT": "3600", "ADMIN_BUDGET_RESERVE": "50"})
+                  extra_env={"BROKER_VISIBILITY_TIMEOUT": "3600", "ADMIN_BUDGET_RESERVE": "50",
+                             # the six fixtures re-sent N times: keep every copy
+                             "DROP_SAME_BYTES": "0"})
     photos = sorted((ROOT / "tests" / "fixtures" / "photos").glob("*.jpg"))
     try:
         stack.start()

@@ -111,7 +111,8 @@ def main() -> None:
     upgrade(os.environ["DATABASE_URL"])
     stack = Stack(tmp, JWT_SECRET, default_worker=False, latency_ms=args.latency_ms,
                   extra_env={"STAGE_LEASE": "30", "HEAL_INTERVAL": "10", "BROKER_VISIBILITY_TIMEOUT": "3600",
-                             "ADMIN_BUDGET_RESERVE": "50"})
+                             "ADMIN_BUDGET_RESERVE": "50",
+                             "DROP_SAME_BYTES": "0"})  # the fixtures re-sent each burst: keep every copy
     fixtures = sorted((ROOT / "tests" / "fixtures" / "photos").glob("*.jpg"))
     snaps: dict[str, dict[str, tuple[int, int]]] = {}
     try:

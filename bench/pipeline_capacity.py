@@ -289,6 +289,7 @@ def main() -> None:
             stack = Stack(tmp / f"p{processes}", JWT_SECRET, default_worker=False, latency_ms=0,
                           extra_env={"STAGE_LEASE": "30", "HEAL_INTERVAL": "10", "BROKER_VISIBILITY_TIMEOUT": "3600",
                                      "ADMIN_BUDGET_RESERVE": "50",
+                                     "DROP_SAME_BYTES": "0",  # seeded assets may share their bytes
                                      "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'bench'}"})
             run_stack(stack, processes, args)
     finally:

@@ -121,7 +121,8 @@ def main() -> None:
     upgrade(os.environ["DATABASE_URL"])
     # The Procfile's workers with production's timers (30 s leases, a heal every 10 s).
     stack = Stack(tmp, JWT_SECRET, default_worker=False, latency_ms=args.latency_ms,
-                  extra_env={"STAGE_LEASE": "30", "HEAL_INTERVAL": "10", "BROKER_VISIBILITY_TIMEOUT": "3600"})
+                  extra_env={"STAGE_LEASE": "30", "HEAL_INTERVAL": "10", "BROKER_VISIBILITY_TIMEOUT": "3600",
+                             "DROP_SAME_BYTES": "0"})  # the fixtures re-sent: keep every copy
     photos = sorted((ROOT / "tests" / "fixtures" / "photos").glob("*.jpg"))
     results = {}
     try:
