@@ -45,8 +45,18 @@ def db_upgrade() -> None:
     after = migrate.current_revision(url)
     if before == after:
         click.echo(f"database already at the latest migration ({after})")
-    else:
-        click.echo(f"database upgraded from {before or 'nothing (new database)'} to {after} (latest)")
+        return
+    click.echo(f"database upgraded from {before or 'nothing (new database)'} to {after} (latest)")
+    if before is not None and before < DUPLICATE_INDEX_REVISION:
+        # Photos processed before the duplicates index existed: file them now, so /duplicates
+        # answers for old albums as for new ones without an operator having to know.
+        with db.session_scope() as session:
+            work = duplicates.hashed_image_counts(session)
+        _index_albums(work)
+
+
+#: The migration that created the duplicates index (revisions are zero-padded: they sort).
+DUPLICATE_INDEX_REVISION = "0005"
 
 
 @click.group(cls=AppGroup, help="Organizations.")
@@ -150,6 +160,11 @@ def albums_index_duplicates(album_id: str | None, every_album: bool) -> None:
         work = [(a, n) for a, n in duplicates.hashed_image_counts(session) if every_album or a == album_id]
     if album_id and not work:
         work = [(album_id, 0)]  # nothing hashed: the rebuild still clears what a deleted photo left
+    _index_albums(work)
+
+
+def _index_albums(work: list[tuple[str, int]]) -> None:
+    """Rebuild each (album, photos with a pHash) of ``work``'s duplicates index, with a bar."""
     indexed = 0
     with click.progressbar(length=sum(n for _, n in work), label="indexed", show_pos=True, show_percent=True) as bar:
         for each, count in work:

@@ -20,16 +20,17 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # Plain ADD COLUMNs, not batch mode: SQLite adds them in place, while a batch rebuild of
+    # ``images``/``albums`` drops the old table, which foreign keys from rows of other tables
+    # (image_hashes, duplicate_edges, images) forbid on a database that has data.
     id_type = sa.BigInteger().with_variant(sa.Integer, "sqlite")
-    with op.batch_alter_table("images", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("resource_type", sa.String(16), nullable=False, server_default="image"))
-        batch_op.add_column(sa.Column("duration", sa.Float(), nullable=True))
-        batch_op.add_column(sa.Column("original_filename", sa.String(255), nullable=True))
-        batch_op.add_column(sa.Column("etag", sa.String(64), nullable=True))
-        batch_op.add_column(sa.Column("duplicate_of", id_type, nullable=True))
-        batch_op.create_index("ix_images_album_etag", ["album_id", "etag"])
-    with op.batch_alter_table("albums", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("expects_videos", sa.Boolean(), nullable=False, server_default=sa.false()))
+    op.add_column("images", sa.Column("resource_type", sa.String(16), nullable=False, server_default="image"))
+    op.add_column("images", sa.Column("duration", sa.Float(), nullable=True))
+    op.add_column("images", sa.Column("original_filename", sa.String(255), nullable=True))
+    op.add_column("images", sa.Column("etag", sa.String(64), nullable=True))
+    op.add_column("images", sa.Column("duplicate_of", id_type, nullable=True))
+    op.create_index("ix_images_album_etag", "images", ["album_id", "etag"])
+    op.add_column("albums", sa.Column("expects_videos", sa.Boolean(), nullable=False, server_default=sa.false()))
 
 
 def downgrade() -> None:

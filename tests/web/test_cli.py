@@ -105,6 +105,39 @@ def test_db_upgrade_of_a_new_database_says_it_created_it(settings, tmp_path):
     assert again.output.strip() == f"database already at the latest migration ({head})"
 
 
+def test_db_upgrade_across_the_duplicates_index_files_the_old_photos(settings, tmp_path):
+    """A database from before the index (0004) with photos already hashed: the upgrade itself
+    fills the index, so /duplicates answers for old albums without an operator step."""
+    from sqlalchemy import create_engine, text
+
+    from common import duplicates
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    migrate.upgrade(url, "0004")
+    old = create_engine(url)
+    with old.begin() as conn:
+        now = "2026-01-01 00:00:00"
+        conn.execute(text("INSERT INTO organizations (id, name, created_at) VALUES ('o', '', :now)"), {"now": now})
+        conn.execute(text("INSERT INTO albums (id, organization_id, images_count, views_count, thumbnails, created_at, "
+                          "updated_at) VALUES ('old-album', 'o', 3, 0, '[]', :now, :now)"), {"now": now})
+        for n, phash in enumerate(["f0f0f0f0f0f0f0f0", "f0f0f0f0f0f0f0f1", "0f0f0f0f0f0f0f0f"]):
+            conn.execute(text("INSERT INTO images (album_id, public_id, type, phash, metadata_status, thumbnails_status, "
+                              "attempts, source, created_at, updated_at) VALUES ('old-album', :pid, 'authenticated', "
+                              ":phash, 'done', 'done', 0, 'webhook', :now, :now)"),
+                         {"pid": f"old-{n}", "phash": phash, "now": now})
+    old.dispose()
+    app = create_app(settings.with_overrides(database_url=url))
+    try:
+        result = app.test_cli_runner().invoke(args=["db", "upgrade"])
+        assert result.exit_code == 0, result.output
+        assert "3 photos indexed in 1 album(s)" in result.output
+        with db.session_scope() as session:
+            ids = sorted(session.scalars(select(Image.id).where(Image.public_id.in_(["old-0", "old-1"]))).all())
+            assert duplicates.groups(session, "old-album", 6) == [ids]
+    finally:
+        db.configure(settings.database_url)  # create_app switched the process engine to the old file
+
+
 def test_reconcile_queues_the_reconcile_task(runner, seed_album):
     """The CLI does not list Cloudinary itself: it hands the album to the worker's task."""
     from celery.signals import before_task_publish
