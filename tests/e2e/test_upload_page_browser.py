@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
@@ -395,29 +394,27 @@ def test_the_favicon_is_served(stack: Any, tab: Tab) -> None:
     assert response.status == 200 and response.headers["content-type"] == "image/vnd.microsoft.icon"
 
 
-def test_the_page_polls_changes_when_the_server_has_them(stack: Any, tab: Tab, album: str) -> None:
-    """With ``GET /changes`` answering 200 (stood in for here by a route that serves the album's
-    images as changes), the page reads the whole list once and then only asks for changes."""
+def test_the_page_polls_changes_and_a_poll_with_nothing_new_is_one_small_request(stack: Any, tab: Tab, album: str) -> None:
+    """The page reads the whole list once, then only ``GET /changes?since=``; while an upload is
+    held on its way (the page keeps polling, nothing changes) a poll asks for nothing else —
+    not ``/status``, which counts over the whole album."""
     page = tab.page
-    served: list[str] = []
-
-    def changes(route: Any) -> None:
-        since = parse_qs(urlsplit(route.request.url).query).get("since")
-        served.append(since[0] if since else "")
-        images = []
-        if since:
-            listed = route.fetch(url=route.request.url.split("/changes")[0] + "/images?limit=200")
-            images = listed.json()["images"]
-        route.fulfill(status=200, json={"images": images, "deleted": [], "cursor": f"c{len(served)}", "more": False})
-
-    page.route(re.compile(r".*/api/v1/albums/[^/]+/changes(\?.*)?$"), changes)
+    uploads = HeldUploads(page, stack.album(album)["upload_form"]["url"], hold=("rocket.jpg",))
     open_page(page, stack, album, stack.token(album))
     expect(page.locator("input[type=file]#files")).to_be_enabled()
     page.set_input_files("input[type=file]#files", [str(FIXTURES / "chelsea.jpg"), str(FIXTURES / "rocket.jpg")])
     expect(page.locator(".image-card[data-status=ready] img.thumb:not([hidden])")).to_have_count(
+        1, timeout=PIPELINE_TIMEOUT_MS)
+    page.wait_for_timeout(1500)  # chelsea is in: the polls from here on find nothing new
+    mark = len(tab.requests)
+    page.wait_for_timeout(3500)  # about three polls while rocket.jpg is still held
+    quiet = [url.split("/api/v1/albums/", 1)[-1] for method, url in tab.requests[mark:] if "/api/v1/albums/" in url]
+    uploads.release("rocket.jpg")
+    expect(page.locator(".image-card[data-status=ready] img.thumb:not([hidden])")).to_have_count(
         2, timeout=PIPELINE_TIMEOUT_MS)
     expect(page.locator("#poll-state")).to_have_text("Up to date.", timeout=PIPELINE_TIMEOUT_MS)
+    assert len(quiet) >= 2 and all(url.startswith(f"{album}/changes?since=") for url in quiet), quiet
     full_reads = [url for method, url in tab.requests if method == "GET" and "/images?" in url]
     assert len(full_reads) == 1  # the first look; every later one asked for changes
-    assert served[0] == "" and served[1:] and all(since.startswith("c") for since in served[1:])
+    assert any(method == "GET" and "/status" in url for method, url in tab.requests[mark:])  # rocket's arrival
     assert tab.problems == []

@@ -38,6 +38,7 @@
     awaitingSince: 0,
     changesCursor: null, // GET /changes cursor; null: not read yet
     changesMissing: false, // the server has no /changes endpoint (404): re-read /images instead
+    status: null, // the last GET /status answer
     dupKey: "", // the phash-bearing images the duplicate groups were last read for
     pollTimer: 0,
     pollFailed: false, // the last look at the album failed (its error is on the page)
@@ -146,6 +147,7 @@
     state.cards.clear();
     state.awaited.clear();
     state.changesCursor = null;
+    state.status = null;
     state.dupKey = "";
     el.images.replaceChildren();
     el.count.textContent = "–";
@@ -472,14 +474,29 @@
     return { images: await allImages(), deleted: [], complete: true };
   }
 
+  function liveCount(status) {
+    const c = status.counts;
+    return c.received + c.processing + c.ready + c.failed;
+  }
+
   // One look at the album; true when nothing is left to wait for.
   async function refresh(generation) {
-    const [status, changes] = await Promise.all([api("/status"), readChanges()]);
+    const changes = await readChanges();
     if (generation !== state.generation) return true;
+    // Stage counts move only when an image does, which /changes reports; the stored count moves
+    // on its own only while a recount is pending. A poll with nothing new then costs one small
+    // request, whatever the album's size (/status counts the whole album).
+    const quiet = !changes.complete && changes.images.length === 0 && changes.deleted.length === 0;
+    if (!state.status || !quiet || liveCount(state.status) !== state.status.images_count) {
+      const fresh = await api("/status");
+      if (generation !== state.generation) return true;
+      state.status = fresh;
+    }
+    const status = state.status;
     const c = status.counts;
     // The count shown is the status's own live figure, so it never contradicts the statuses
     // beside it; while the album's stored count trails it, a recount is pending and said so.
-    const live = c.received + c.processing + c.ready + c.failed;
+    const live = liveCount(status);
     el.count.textContent = String(live);
     el.countNote.textContent = status.images_count === live ? "" : "(recount pending)";
     el.status.textContent = `${c.ready} ready, ${c.processing} processing, ${c.received} received, ${c.failed} failed`;
