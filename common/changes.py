@@ -27,7 +27,7 @@ from common.models import Album, Image
 #: The image columns ``/images`` shows (``common.serializers.image_json``), and the deletion.
 VISIBLE = ("public_id", "metadata_status", "thumbnails_status", "width", "height", "format", "bytes", "created_at",
            "faces", "colors", "predominant", "phash", "image_metadata", "thumbnail_url", "preview_url", "error",
-           "deleted_at")
+           "deleted_at", "resource_type", "duration", "original_filename", "etag")
 
 
 def _visibly_changed(image: Image) -> bool:
