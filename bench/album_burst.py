@@ -14,7 +14,6 @@ import argparse
 import os
 import platform
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,9 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-import services  # noqa: E402
+import private_stack  # noqa: E402
 
-JWT_SECRET = "bench-jwt-secret-bench-jwt-secret-0123456789"
 
 
 def main() -> None:
@@ -36,20 +34,11 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900.0)
     args = parser.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-burst-"))
-    redis_url, redis_proc = services.start_private_redis(tmp / "redis")
-    os.environ.update({
-        "APP_ENV": "bench", "DATABASE_URL": f"sqlite:///{tmp / 'bench.db'}", "CELERY_BROKER_URL": redis_url,
-        "REDIS_URL": redis_url, "JWT_SECRET": JWT_SECRET,
+    tmp, stack, redis_proc = private_stack.start("bench-burst-", args.latency_ms, {
+        "BROKER_VISIBILITY_TIMEOUT": "3600", "ADMIN_BUDGET_RESERVE": "50",
+        "DROP_SAME_BYTES": "0",  # the six fixtures re-sent N times: keep every copy
     })
-    from common.migrate import upgrade
-    from tests.e2e.stack import Stack, wait_for
-
-    upgrade(os.environ["DATABASE_URL"])
-    stack = Stack(tmp, JWT_SECRET, default_worker=False, latency_ms=args.latency_ms,
-                  extra_env={"BROKER_VISIBILITY_TIMEOUT": "3600", "ADMIN_BUDGET_RESERVE": "50",
-                             # the six fixtures re-sent N times: keep every copy
-                             "DROP_SAME_BYTES": "0"})
+    from tests.e2e.stack import wait_for
     photos = sorted((ROOT / "tests" / "fixtures" / "photos").glob("*.jpg"))
     try:
         stack.start()

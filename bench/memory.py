@@ -17,7 +17,6 @@ import argparse
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -30,9 +29,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import pipeline_capacity  # noqa: E402
-import services  # noqa: E402
+import private_stack  # noqa: E402
 
-JWT_SECRET = pipeline_capacity.JWT_SECRET
+JWT_SECRET = private_stack.JWT_SECRET
 MB = 1024 * 1024
 
 
@@ -99,20 +98,10 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900.0)
     args = parser.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-memory-"))
-    redis_url, redis_proc = services.start_private_redis(tmp / "redis")
-    os.environ.update({
-        "APP_ENV": "bench", "DATABASE_URL": f"sqlite:///{tmp / 'bench.db'}", "CELERY_BROKER_URL": redis_url,
-        "REDIS_URL": redis_url, "JWT_SECRET": JWT_SECRET,
+    tmp, stack, redis_proc = private_stack.start("bench-memory-", args.latency_ms, {
+        "STAGE_LEASE": "30", "HEAL_INTERVAL": "10", "BROKER_VISIBILITY_TIMEOUT": "3600", "ADMIN_BUDGET_RESERVE": "50",
+        "DROP_SAME_BYTES": "0",  # the fixtures re-sent each burst: keep every copy
     })
-    from common.migrate import upgrade
-    from tests.e2e.stack import Stack
-
-    upgrade(os.environ["DATABASE_URL"])
-    stack = Stack(tmp, JWT_SECRET, default_worker=False, latency_ms=args.latency_ms,
-                  extra_env={"STAGE_LEASE": "30", "HEAL_INTERVAL": "10", "BROKER_VISIBILITY_TIMEOUT": "3600",
-                             "ADMIN_BUDGET_RESERVE": "50",
-                             "DROP_SAME_BYTES": "0"})  # the fixtures re-sent each burst: keep every copy
     fixtures = sorted((ROOT / "tests" / "fixtures" / "photos").glob("*.jpg"))
     snaps: dict[str, dict[str, tuple[int, int]]] = {}
     try:

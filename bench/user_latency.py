@@ -19,7 +19,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,9 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-import services  # noqa: E402
+import private_stack  # noqa: E402
 
-JWT_SECRET = "bench-jwt-secret-bench-jwt-secret-0123456789"
 
 
 def pct(values: list[float], p: float) -> float:
@@ -109,20 +107,10 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600.0)
     args = parser.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-latency-"))
-    redis_url, redis_proc = services.start_private_redis(tmp / "redis")
-    os.environ.update({
-        "APP_ENV": "bench", "DATABASE_URL": f"sqlite:///{tmp / 'bench.db'}", "CELERY_BROKER_URL": redis_url,
-        "REDIS_URL": redis_url, "JWT_SECRET": JWT_SECRET,
+    tmp, stack, redis_proc = private_stack.start("bench-latency-", args.latency_ms, {  # the Procfile's workers with production's timers
+        "STAGE_LEASE": "30", "HEAL_INTERVAL": "10", "BROKER_VISIBILITY_TIMEOUT": "3600",
+        "DROP_SAME_BYTES": "0",  # the fixtures re-sent: keep every copy
     })
-    from common.migrate import upgrade
-    from tests.e2e.stack import Stack
-
-    upgrade(os.environ["DATABASE_URL"])
-    # The Procfile's workers with production's timers (30 s leases, a heal every 10 s).
-    stack = Stack(tmp, JWT_SECRET, default_worker=False, latency_ms=args.latency_ms,
-                  extra_env={"STAGE_LEASE": "30", "HEAL_INTERVAL": "10", "BROKER_VISIBILITY_TIMEOUT": "3600",
-                             "DROP_SAME_BYTES": "0"})  # the fixtures re-sent: keep every copy
     photos = sorted((ROOT / "tests" / "fixtures" / "photos").glob("*.jpg"))
     results = {}
     try:
