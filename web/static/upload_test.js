@@ -7,7 +7,7 @@
 (() => {
   const UPLOADS_AT_ONCE = 3; // a few parallel uploads: faster than one, gentle on the browser
   const POLL_MS = 1000;
-  const PAGE_SIZE = 200; // the images endpoint's maximum
+  const PAGE_SIZE = 200; // the largest page /images and /duplicates give
   const ARRIVAL_PATIENCE_MS = 120000; // how long to wait for webhooks of files we uploaded
   const FORM_MARGIN_S = 60; // refresh a signed form this close to its expiry
   const AUTO_RETRIES = 4; // network failures and 5xx: retried by themselves, with backoff
@@ -117,17 +117,20 @@
     return body;
   }
 
-  async function allImages() {
-    const images = [];
+  // Every item of a paged listing (/images, /duplicates: `limit`, `cursor`, `next_cursor`).
+  async function allPages(path, key) {
+    const items = [];
     let cursor = null;
     do {
       const query = `?limit=${PAGE_SIZE}` + (cursor ? `&cursor=${encodeURIComponent(cursor)}` : "");
-      const page = await api(`/images${query}`);
-      images.push(...page.images);
+      const page = await api(`${path}${query}`);
+      items.push(...page[key]);
       cursor = page.next_cursor;
     } while (cursor);
-    return images;
+    return items;
   }
+
+  const allImages = () => allPages("/images", "images");
 
   function adoptForm(album) {
     state.form = album.upload_form || null;
@@ -528,15 +531,7 @@
     const hashed = [...state.cards.values()].filter((card) => card.dataset.phash).map((card) => card.dataset.id);
     const key = hashed.sort().join(",");
     if (key === state.dupKey) return;
-    // Every page of groups (the endpoint pages them like /images), numbered in order.
-    const groups = [];
-    let cursor = null;
-    do {
-      const query = `?limit=${PAGE_SIZE}` + (cursor ? `&cursor=${encodeURIComponent(cursor)}` : "");
-      const page = await api(`/duplicates${query}`);
-      groups.push(...page.groups);
-      cursor = page.next_cursor;
-    } while (cursor);
+    const groups = await allPages("/duplicates", "groups"); // numbered in order below
     if (generation !== state.generation) return;
     state.dupKey = key;
     const groupOf = new Map();
