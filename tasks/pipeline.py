@@ -363,7 +363,10 @@ def heal(self: Task) -> None:
 
     One heal runs at a time across hosts; a heal that finds another running returns."""
     settings = get_settings()
-    if not heal_lease.acquire(max(60.0, settings.heal_interval * 6)):
+    # Two heal intervals, not longer: a worker SIGKILLed mid-heal keeps the lease until it
+    # expires, and every lost recount and stage waits for heal meanwhile (a 60 s lease held the
+    # chaos suite's count wrong for 58 s). A run outlasting it lets a second in: harmless.
+    if not heal_lease.acquire(max(5.0, settings.heal_interval * 2)):
         return
     try:
         _heal(settings)
