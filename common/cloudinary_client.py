@@ -10,6 +10,7 @@ import calendar
 import email.utils
 import hashlib
 import hmac
+import random
 import threading
 import time
 from dataclasses import dataclass
@@ -242,6 +243,26 @@ def notification_signature_valid(raw_body: bytes, timestamp: str, signature: str
     return hmac.compare_digest(expected.encode(), signature.strip().lower().encode())
 
 
+#: Upload API calls (``explicit``, ``destroy``: idempotent, and not charged to the Admin
+#: budget) that fail fast and transiently (a 5xx, a refused connection) are tried once more
+#: within the task, a fraction of a second later: a sporadic 5xx then costs half a second
+#: rather than a round of the stage's backoff. Not a call that failed slowly (a timeout: the
+#: task has waited long enough), nor an Admin API call (each try spends the hourly budget).
+UPLOAD_API_RETRY_PAUSE = 0.5
+UPLOAD_API_FAST_FAILURE = 5.0
+
+
+def _upload_api_call(call: Any, *args: Any, **kwargs: Any) -> Any:
+    started = time.monotonic()
+    try:
+        return _call(call, *args, **kwargs)
+    except TransientError:
+        if time.monotonic() - started > UPLOAD_API_FAST_FAILURE:
+            raise
+    time.sleep(UPLOAD_API_RETRY_PAUSE * random.uniform(0.5, 1.0))
+    return _call(call, *args, **kwargs)
+
+
 def _budget_from(response: Any) -> None:
     reset = getattr(response, "rate_limit_reset_at", None)
     remaining = getattr(response, "rate_limit_remaining", None)
@@ -272,8 +293,8 @@ def fetch_analysis(public_id: str, asset_type: str = ASSET_TYPE, resource_type: 
     unlike the Admin API's ``resource`` (a budget of a few hundred calls an hour). A video's
     answer carries its duration and codecs; Cloudinary has no face, colour or pHash for it."""
     analysis = {"faces": True, "colors": True, "image_metadata": True, "phash": True} if resource_type == IMAGE else {}
-    return dict(_call(cloudinary.uploader.explicit, public_id, type=asset_type, resource_type=resource_type,
-                      timeout=CALL_TIMEOUT, **analysis))
+    return dict(_upload_api_call(cloudinary.uploader.explicit, public_id, type=asset_type,
+                                 resource_type=resource_type, timeout=CALL_TIMEOUT, **analysis))
 
 
 def list_by_tag(tag: str, cursor: str | None, reserve: int, direction: str = "desc",
@@ -314,8 +335,8 @@ def generate_derived(public_id: str, asset_type: str = ASSET_TYPE, resource_type
     return their signed delivery URLs (authenticated assets need signed URLs). For a video the
     thumbnail is a poster frame and the preview a video."""
     thumb_t, preview_t = derived_transformations(resource_type)
-    result = _call(cloudinary.uploader.explicit, public_id, type=asset_type, resource_type=resource_type,
-                   eager=[thumb_t, preview_t], timeout=CALL_TIMEOUT)
+    result = _upload_api_call(cloudinary.uploader.explicit, public_id, type=asset_type, resource_type=resource_type,
+                              eager=[thumb_t, preview_t], timeout=CALL_TIMEOUT)
     eager = result.get("eager") or []
     sizes = [(e.get("width"), e.get("height")) for e in eager]
     while len(sizes) < 2:
@@ -332,10 +353,10 @@ def request_derived(public_id: str, asset_type: str, resource_type: str, notify_
     exist. What a video needs: Cloudinary refuses to transform a large one synchronously
     ("Video is too large to process synchronously, please use ... eager_async=true")."""
     thumb_t, preview_t = derived_transformations(resource_type)
-    _call(cloudinary.uploader.explicit, public_id, type=asset_type, resource_type=resource_type,
-          eager=[thumb_t, preview_t], eager_async=True, eager_notification_url=notify_url, timeout=CALL_TIMEOUT)
+    _upload_api_call(cloudinary.uploader.explicit, public_id, type=asset_type, resource_type=resource_type,
+                     eager=[thumb_t, preview_t], eager_async=True, eager_notification_url=notify_url, timeout=CALL_TIMEOUT)
 
 
 def destroy(public_id: str, asset_type: str = ASSET_TYPE, resource_type: str = IMAGE) -> str:
-    return _call(cloudinary.uploader.destroy, public_id, type=asset_type, resource_type=resource_type,
-                 invalidate=True, timeout=CALL_TIMEOUT).get("result", "")
+    return _upload_api_call(cloudinary.uploader.destroy, public_id, type=asset_type, resource_type=resource_type,
+                            invalidate=True, timeout=CALL_TIMEOUT).get("result", "")

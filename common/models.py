@@ -136,8 +136,13 @@ class Image(Base):
     preview_url: Mapped[str | None] = mapped_column(Text)
     metadata_status: Mapped[str] = mapped_column(String(16), default=STAGE_PENDING)
     thumbnails_status: Mapped[str] = mapped_column(String(16), default=STAGE_PENDING)
-    #: Dispatches of the pending work beyond the first (retries and re-drives): drives the backoff.
+    #: Re-sends of the pending work by heal (a lease ran out: the message was lost, or the
+    #: queue is long): each one's lease is longer.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: Transient failures in a row since a stage last finished: drives the retry backoff. Not
+    #: raised by re-sends, so a photo whose message a Redis restart lost starts its retries
+    #: from the short pause.
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     #: While a stage is pending: when the heal task should look again if nothing finished it
     #: (the task's lease, or the end of a retry backoff). NULL once nothing is pending.
     due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -45,10 +45,10 @@ class RetryPolicy:
     #: retries out to ``backoff_max`` within half an hour (2, 3, 4.5 ... 600 s after 16 retries).
     GROWTH = 1.5
 
-    def backoff(self, attempts: int) -> float:
-        """Pause before retry number ``attempts`` (1, 2, ...), capped, with jitter so that a burst
-        failed by one outage does not come back as one burst."""
-        base = min(2.0 * self.GROWTH ** max(0, attempts - 1), self.backoff_max)
+    def backoff(self, failures: int) -> float:
+        """Pause after ``failures`` (1, 2, ...) transient failures in a row, capped, with jitter
+        so that a burst failed by one outage does not come back as one burst."""
+        base = min(2.0 * self.GROWTH ** max(0, failures - 1), self.backoff_max)
         return base * random.uniform(0.75, 1.0)
 
     def lease_for(self, attempts: int) -> float:
@@ -69,7 +69,9 @@ def _pending(image: Image) -> bool:
 
 
 def _settle(image: Image) -> None:
-    """Once no stage is pending, nothing is due any more."""
+    """A stage ended. The other one's retries, if any, start again from the short pause; once
+    no stage is pending, nothing is due any more."""
+    image.failures = 0
     if not _pending(image):
         image.due_at = None
         image.attempts = 0
@@ -327,9 +329,9 @@ def retry_later(session: Session, image_id: int, stage: str, error: str, policy:
     if (now - started).total_seconds() > policy.window:
         _fail(image, stage, f"gave up after retrying for {policy.window / 3600:g} h: {error}")
         return None
-    image.attempts = (image.attempts or 0) + 1
-    image.error = f"{stage}: {error} (retry {image.attempts})"[:2000]
-    delay = policy.backoff(image.attempts)
+    image.failures = (image.failures or 0) + 1
+    image.error = f"{stage}: {error} (retry {image.failures})"[:2000]
+    delay = policy.backoff(image.failures)
     if delay <= queue_max_countdown:
         image.due_at = now + timedelta(seconds=delay + policy.lease)
         return delay
@@ -665,7 +667,7 @@ def reset_for_reprocess(session: Session, album_id: str, mode: str,
         if redo_thumbs:
             image.thumbnails_status = STAGE_PENDING
         image.error = None
-        image.attempts = 0
+        image.attempts = image.failures = 0
         image.pending_since = now
         image.due_at = now + timedelta(seconds=policy.lease)
         todo.append((image.id, redo_meta, redo_thumbs))

@@ -74,15 +74,42 @@ def test_a_transient_failure_keeps_its_reason_and_backs_off(seed_album):
         countdown = pipeline.retry_later(session, image_id, "thumbnails", "GeneralError: 500", POLICY, 60)
     assert 1.4 <= countdown <= 2  # first retry: about 2 s, held in the queue
     image = _image(image_id)
-    assert image.status == "received" and "GeneralError: 500" in image.error and image.attempts == 1
+    assert image.status == "received" and "GeneralError: 500" in image.error and image.failures == 1
     # Due after the countdown plus a lease: heal leaves the queued retry alone meanwhile.
     assert pipeline._aware(image.due_at) - utcnow() > timedelta(seconds=30)
     with db.session_scope() as session:
-        session.get(Image, image_id).attempts = 12
+        session.get(Image, image_id).failures = 12
     with db.session_scope() as session:
         # A long pause is not held in the queue: heal sends the retry when it is due.
         assert pipeline.retry_later(session, image_id, "thumbnails", "GeneralError: 500", POLICY, 60) is None
     assert 190 < (pipeline._aware(_image(image_id).due_at) - utcnow()).total_seconds() <= 260
+
+
+def test_re_sends_lengthen_the_lease_but_not_the_pause_after_a_failure(seed_album):
+    """A photo whose message was lost twice (a Redis restart, then a killed worker) and whose
+    Cloudinary call then fails retries after the first, short pause."""
+    image_id = _ingest()
+    for _ in range(2):
+        _shift(image_id, due_at=1)
+        with db.session_scope() as session:
+            assert [r.image_id for r in pipeline.claim_due(session, POLICY)] == [image_id]
+    with db.session_scope() as session:
+        countdown = pipeline.retry_later(session, image_id, "thumbnails", "GeneralError: 500", POLICY, 60)
+    assert 1.4 <= countdown <= 2
+    assert (_image(image_id).attempts, _image(image_id).failures) == (2, 1)
+
+
+def test_a_stage_that_finishes_restarts_the_other_stages_backoff(seed_album):
+    image_id = _ingest()
+    pauses = []
+    for _ in range(4):
+        with db.session_scope() as session:
+            pauses.append(pipeline.retry_later(session, image_id, "thumbnails", "GeneralError: 500", POLICY, 60))
+    assert pauses == sorted(pauses) and pauses[-1] > 4.5  # 2, 3, 4.5, 6.75 s (less jitter)
+    with db.session_scope() as session:
+        pipeline.store_metadata(session, image_id, {"faces": [], "colors": [], "phash": "0" * 16})
+    with db.session_scope() as session:
+        assert pipeline.retry_later(session, image_id, "thumbnails", "GeneralError: 500", POLICY, 60) <= 2
 
 
 def test_retrying_ends_with_the_window_and_the_stage_fails_with_the_reason(seed_album):
