@@ -18,6 +18,9 @@ class Faults:
 
     latency_ms: float = 0.0
     error_rate: float = 0.0
+    #: Only ``explicit`` calls (derived assets, analysis) fail, uploads work: how Cloudinary's
+    #: incidents often look ("transformations degraded").
+    explicit_error_rate: float = 0.0
     admin_budget: int = 500
     admin_window_seconds: float = 3600.0
     drop_notifications: float = 0.0
@@ -28,7 +31,7 @@ class Faults:
         return asdict(self)
 
 
-_FRACTIONS = {"error_rate", "drop_notifications", "duplicate_notifications"}
+_FRACTIONS = {"error_rate", "explicit_error_rate", "drop_notifications", "duplicate_notifications"}
 
 
 def validated(current: Faults, changes: dict[str, Any]) -> Faults:

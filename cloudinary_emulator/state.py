@@ -57,12 +57,13 @@ def check_cloud(cloud: str) -> None:
         raise CloudinaryError(401, f"Invalid cloud_name {cloud}")
 
 
-def inject_api_faults() -> None:
-    """Latency, then the random General Error, for Upload and Admin API calls."""
+def inject_api_faults(action: str = "") -> None:
+    """Latency, then the random General Error, for Upload and Admin API calls (``action``: the
+    Upload API's, for the faults of one action)."""
     st = state()
     faults = st.faults.get()
     if faults.latency_ms > 0:
         time.sleep(faults.latency_ms / 1000.0)
-    if st.faults.chance(faults.error_rate):
+    if st.faults.chance(faults.error_rate) or (action == "explicit" and st.faults.chance(faults.explicit_error_rate)):
         st.stats.error_injected()
         raise CloudinaryError(500, "General Error")

@@ -389,5 +389,5 @@ def upload_endpoint(cloud: str, resource_type: str, action: str) -> Response:
         raise CloudinaryError(404, f"Unsupported action - {resource_type}/{action}")
     st.stats.call(action)
     check_cloud(cloud)
-    inject_api_faults()
+    inject_api_faults(action)
     return jsonify(handler(resource_type))

@@ -26,7 +26,7 @@ import cloudinary.utils
 
 from common import tokens
 from common.config import Settings
-from common.coordination import admin_budget
+from common.coordination import admin_budget, cloudinary_outage
 
 #: Eager transformations made for every photo: a square, face-aware thumbnail and a bounded preview.
 THUMBNAIL = {"crop": "thumb", "gravity": "faces", "width": 256, "height": 256, "format": "jpg"}
@@ -255,12 +255,27 @@ UPLOAD_API_FAST_FAILURE = 5.0
 def _upload_api_call(call: Any, *args: Any, **kwargs: Any) -> Any:
     started = time.monotonic()
     try:
-        return _call(call, *args, **kwargs)
+        return _reporting_outcome(call, *args, **kwargs)
     except TransientError:
         if time.monotonic() - started > UPLOAD_API_FAST_FAILURE:
             raise
     time.sleep(UPLOAD_API_RETRY_PAUSE * random.uniform(0.5, 1.0))
-    return _call(call, *args, **kwargs)
+    return _reporting_outcome(call, *args, **kwargs)
+
+
+def _reporting_outcome(call: Any, *args: Any, **kwargs: Any) -> Any:
+    """The call, its outcome told to ``cloudinary_outage`` (a permanent error is an answer:
+    Cloudinary works)."""
+    try:
+        result = _call(call, *args, **kwargs)
+    except TransientError:
+        cloudinary_outage.failed()
+        raise
+    except PermanentError:
+        cloudinary_outage.succeeded()
+        raise
+    cloudinary_outage.succeeded()
+    return result
 
 
 def _budget_from(response: Any) -> None:

@@ -1,9 +1,9 @@
 """Redis-backed coordination between web and workers: debounced recounts, coalesced
-reconciles, the shared Cloudinary Admin API budget, one heal run at a time, and noticing that
-the broker lost its data.
+reconciles, the shared Cloudinary Admin API budget, one heal run at a time, noticing that the
+broker lost its data, and noticing that Cloudinary works again after an outage.
 
-These are small hand-written pieces because Celery has no debounce, shared rate budget or
-broker-loss signal of its own; each uses one atomic Redis command or script, so any number of
+These are small hand-written pieces because Celery has no debounce, shared rate budget,
+broker-loss or outage-end signal of its own; each uses one atomic Redis command or script, so any number of
 processes on any number of hosts can share them. None of them is the only record of work to
 do: that lives in the database (``common.pipeline``), so losing this state delays, never drops.
 """
@@ -209,3 +209,44 @@ class BrokerEpoch(_UsesRedis):
 
 
 broker_epoch = BrokerEpoch()
+
+
+class CloudinaryOutage(_UsesRedis):
+    """Notices that Cloudinary, after failing every call for a while, works again: heal then
+    sends at once every stage waiting out its backoff, rather than each waiting up to
+    ``RETRY_BACKOFF_MAX`` after the outage ended (the pause grows with the outage).
+
+    Every Upload API call reports its outcome. A transient failure marks the start of a failing
+    spell, unless one is marked; a success ends it, and a spell of ``OUTAGE_AFTER`` seconds or
+    more is an outage whose end is kept for heal to take. Sporadic errors (a success between
+    them) never make a spell that long. Best effort: with Redis away, the backoff still retries."""
+
+    FAILING_SINCE = "album:cloudinary:failing_since"
+    RECOVERED = "album:cloudinary:recovered"
+    OUTAGE_AFTER = 10.0
+
+    def failed(self) -> None:
+        try:
+            self.r.set(self.FAILING_SINCE, time.time(), nx=True)
+        except redis.RedisError:
+            pass
+
+    def succeeded(self) -> None:
+        try:
+            since = self.r.getdel(self.FAILING_SINCE)
+            if since is not None and time.time() - float(since) >= self.OUTAGE_AFTER:
+                self.r.set(self.RECOVERED, time.time())
+        except redis.RedisError:
+            pass
+
+    def failing_for(self) -> float:
+        """How long every call has been failing (0: it is not)."""
+        since = self.r.get(self.FAILING_SINCE)
+        return max(0.0, time.time() - float(since)) if since is not None else 0.0
+
+    def take_recovery(self) -> bool:
+        """True once after an outage ended."""
+        return self.r.getdel(self.RECOVERED) is not None
+
+
+cloudinary_outage = CloudinaryOutage()

@@ -378,6 +378,31 @@ def claim_due(session: Session, policy: RetryPolicy, limit: int = 500) -> list[R
     return out
 
 
+def _waiting_out_a_backoff() -> Any:
+    return (Image.failures > 0) & Image.due_at.is_not(None) & Image.deleted_at.is_(None)
+
+
+def make_backoffs_due(session: Session) -> int:
+    """Cloudinary works again after an outage: every stage waiting out a retry pause is due now."""
+    now = utcnow()
+    result = session.execute(update(Image).where(_waiting_out_a_backoff(), Image.due_at > now).values(due_at=now))
+    return result.rowcount or 0
+
+
+def probe_backoff(session: Session, within: float) -> int | None:
+    """Cloudinary has been failing every call for a while: unless some stage's retry is due
+    within ``within`` seconds anyway, make the one due soonest due now, so that one call per
+    heal run finds out whether the outage is over. Returns its image id, or None."""
+    now = utcnow()
+    soonest = session.scalars(
+        select(Image).where(_waiting_out_a_backoff()).order_by(Image.due_at).limit(1).with_for_update(skip_locked=True)
+    ).first()
+    if soonest is None or _aware(soonest.due_at) <= now + timedelta(seconds=within):
+        return None
+    soonest.due_at = now
+    return soonest.id
+
+
 def make_all_due(session: Session) -> int:
     """The broker lost its messages: every pending stage is due now."""
     result = session.execute(

@@ -22,7 +22,8 @@ from sqlalchemy.exc import OperationalError
 from common import cloudinary_client, db, duplicates, pipeline
 from common.cloudinary_client import PermanentError, RateLimitedError, TransientError
 from common.config import Settings, get_settings
-from common.coordination import broker_epoch, client as redis_client, heal_lease, reconcile_gate, recount_gate
+from common.coordination import (broker_epoch, client as redis_client, cloudinary_outage, heal_lease, reconcile_gate,
+                                 recount_gate)
 from common.enqueue import BrokerUnavailable, request_reconcile, request_recount, send, stage_tasks, task
 from common.logs import log
 from common.models import STAGE_DONE, STAGE_PENDING, Album, Image, utcnow
@@ -359,7 +360,9 @@ def heal(self: Task) -> None:
     - deleted images whose Cloudinary asset is not confirmed gone get their destroy again;
     - images changed lately whose duplicates index lags their pHash are indexed again;
     - a broker that lost its data (restarted, failed over) makes everything pending due now
-      and every active album reconciled: queued messages and lost webhooks alike come back.
+      and every active album reconciled: queued messages and lost webhooks alike come back;
+    - Cloudinary working again after an outage makes every stage waiting out a retry pause due
+      now (and while it fails every call, one of them is tried per run to find out).
 
     One heal runs at a time across hosts; a heal that finds another running returns."""
     settings = get_settings()
@@ -374,6 +377,21 @@ def heal(self: Task) -> None:
         heal_lease.release()
 
 
+def _after_cloudinary_outage(settings: Settings) -> None:
+    """Once Cloudinary works again, the stages waiting out their backoff are due now; while it
+    fails every call, one of them is tried per heal run to find out (see CloudinaryOutage)."""
+    if cloudinary_outage.take_recovery():
+        with db.session_scope() as session:
+            due = pipeline.make_backoffs_due(session)
+        log(logger, logging.WARNING, "Cloudinary works again: re-sending the stages waiting out a retry pause",
+            images=due)
+    elif cloudinary_outage.failing_for() >= cloudinary_outage.OUTAGE_AFTER:
+        with db.session_scope() as session:
+            probe = pipeline.probe_backoff(session, settings.heal_interval)
+        if probe is not None:
+            log(logger, logging.INFO, "Cloudinary failing: probing with one retry", image_id=probe)
+
+
 def _heal(settings: Settings) -> None:
     policy = _policy()
     started = time.time()
@@ -383,6 +401,7 @@ def _heal(settings: Settings) -> None:
             due = pipeline.make_all_due(session)
         log(logger, logging.WARNING, "the broker is new or lost its data: re-sending what is pending", images=due)
 
+    _after_cloudinary_outage(settings)
     resent = 0
     for _ in range(HEAL_BATCHES):
         with db.session_scope() as session:

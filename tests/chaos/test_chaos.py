@@ -47,7 +47,8 @@ def test_every_photo_converges(chaos: ChaosStack, scenario: Scenario, tmp_path) 
     assert outcome.ready == PHOTOS, outcome
     assert outcome.images_count == PHOTOS and outcome.cover_exact, outcome
     assert outcome.rate_limited == 0 and outcome.admin_calls <= outcome.admin_budget, outcome
-    assert outcome.converged_after <= CONVERGE_WITHIN, outcome
+    heals = scenario.converge_within_heals
+    assert outcome.converged_after <= (heals * float(SETTINGS["HEAL_INTERVAL"]) if heals else CONVERGE_WITHIN), outcome
     assert outcome.count_lag <= COUNT_WITHIN, outcome
 
 

@@ -14,7 +14,7 @@ from cloudinary.exceptions import GeneralError
 from cloudinary_emulator.testing import EmulatorProcess, NotificationReceiver
 
 
-DEFAULTS = {"latency_ms": 0.0, "error_rate": 0.0, "admin_budget": 500,
+DEFAULTS = {"latency_ms": 0.0, "error_rate": 0.0, "explicit_error_rate": 0.0, "admin_budget": 500,
             "admin_window_seconds": 3600.0, "drop_notifications": 0.0,
             "duplicate_notifications": 0.0, "duplicate_copies": 2}
 
@@ -46,6 +46,16 @@ def test_error_rate_one_is_general_error(emu: EmulatorProcess, photos: Path) -> 
         cloudinary.api.resources_by_tag("x")
     stats = emu.stats()
     assert stats["uploads"] == 0 and stats["errors_injected"] == 2
+
+
+def test_explicit_error_rate_fails_explicit_only(emu: EmulatorProcess, photos: Path) -> None:
+    emu.set_faults(explicit_error_rate=1.0)
+    uploaded = cloudinary.uploader.upload(str(photos / "astronaut-small.jpg"))
+    with pytest.raises(GeneralError, match="General Error"):
+        cloudinary.uploader.explicit(uploaded["public_id"], type="upload", eager=[{"width": 10}])
+    assert cloudinary.api.resource(uploaded["public_id"])["public_id"] == uploaded["public_id"]
+    stats = emu.stats()
+    assert stats["uploads"] == 1 and stats["errors_injected"] == 1
 
 
 def test_dropped_notifications_are_counted(emu: EmulatorProcess, photos: Path,

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from common.cloudinary_client import PermanentError, RateLimitedError, TransientError
-from common.coordination import AdminBudget, BrokerEpoch, Gate, Lease
+from common.coordination import AdminBudget, BrokerEpoch, CloudinaryOutage, Gate, Lease
 
 
 @pytest.fixture
@@ -158,3 +158,30 @@ def test_the_broker_epoch_notices_a_redis_that_lost_its_data(redis_url):
     real.set(BrokerEpoch.KEY, "another-servers-run-id")  # a snapshot or replica of another process
     assert epoch.changed()
     assert not epoch.changed()
+
+
+def test_sporadic_failures_are_no_outage(r):
+    outage = CloudinaryOutage(r)
+    for _ in range(5):
+        outage.failed()
+        outage.failed()
+        outage.succeeded()
+    assert (outage.failing_for(), outage.take_recovery()) == (0.0, False)
+
+
+def test_the_end_of_a_spell_of_failures_is_told_to_heal_once(r):
+    outage = CloudinaryOutage(r)
+    outage.failed()
+    # Every call has been failing for longer than OUTAGE_AFTER (the first failure is kept).
+    r.set(CloudinaryOutage.FAILING_SINCE, time.time() - CloudinaryOutage.OUTAGE_AFTER - 1)
+    outage.failed()
+    assert outage.failing_for() > CloudinaryOutage.OUTAGE_AFTER and not outage.take_recovery()
+    outage.succeeded()
+    assert outage.failing_for() == 0.0
+    assert outage.take_recovery() and not outage.take_recovery()
+
+
+def test_redis_away_never_fails_a_cloudinary_call():
+    outage = CloudinaryOutage(redis.Redis(port=1, socket_connect_timeout=0.2))
+    outage.failed()
+    outage.succeeded()

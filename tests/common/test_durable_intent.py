@@ -238,3 +238,38 @@ def test_a_reconcile_resumes_from_its_stored_progress(seed_album):
         album = session.get(Album, SEED_ALBUM)
         assert album.reconcile_progress is None
         assert pipeline._aware(album.reconcile_watermark) == pipeline._parse_time("2026-11-27T12:05:00Z")
+
+
+def _ingest_another(n: int) -> int:
+    resource = {**BARE, "asset_id": f"{n:032x}", "public_id": f"album/bare-{n}"}
+    with db.session_scope() as session:
+        return pipeline.ingest(session, SEED_ALBUM, resource, None, "reconcile", POLICY).image_id
+
+
+def _due_in(image_id: int) -> float:
+    return (pipeline._aware(_image(image_id).due_at) - utcnow()).total_seconds()
+
+
+def test_after_a_cloudinary_outage_every_stage_in_a_retry_pause_is_due_and_no_other(seed_album):
+    waiting, leased = _ingest(), _ingest_another(1)
+    with db.session_scope() as session:
+        session.get(Image, waiting).failures = 9
+        session.get(Image, waiting).due_at = utcnow() + timedelta(seconds=300)
+    with db.session_scope() as session:
+        assert pipeline.make_backoffs_due(session) == 1
+    assert _due_in(waiting) <= 0 and _due_in(leased) > 20  # a stage merely leased keeps its lease
+    with db.session_scope() as session:
+        assert [r.image_id for r in pipeline.claim_due(session, POLICY)] == [waiting]
+
+
+def test_while_cloudinary_fails_one_retry_is_brought_forward_unless_one_is_due_soon(seed_album):
+    soon, late = _ingest(), _ingest_another(1)
+    with db.session_scope() as session:
+        for image_id, due in ((soon, 240), (late, 300)):
+            session.get(Image, image_id).failures = 8
+            session.get(Image, image_id).due_at = utcnow() + timedelta(seconds=due)
+    with db.session_scope() as session:
+        assert pipeline.probe_backoff(session, within=10) == soon
+    assert _due_in(soon) <= 0 and _due_in(late) > 200
+    with db.session_scope() as session:
+        assert pipeline.probe_backoff(session, within=10) is None  # one is due now: no second probe
