@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from celery import Task
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from common import cloudinary_client, db, duplicates, pipeline
 from common.cloudinary_client import PermanentError, RateLimitedError, TransientError
@@ -33,8 +33,12 @@ logger = logging.getLogger(__name__)
 
 #: A database briefly unreachable or locked: the task retries itself a few times (every task is
 #: idempotent); past that, the work is still due in the database and ``heal`` sends it again.
-DB_RETRY: dict[str, Any] = {"autoretry_for": (OperationalError,), "retry_kwargs": {"max_retries": 5},
+DB_RETRY: dict[str, Any] = {"autoretry_for": (OperationalError, InterfaceError), "retry_kwargs": {"max_retries": 5},
                             "retry_backoff": 2, "retry_backoff_max": 30, "retry_jitter": True}
+#: ``ingest`` holds the only copy of a notification until its row is written: it waits out a
+#: database outage (PostgreSQL restarting, a cut link) far longer than the other tasks, whose
+#: work the database itself keeps (heal sends it again). At most 30 s apart, for hours.
+INGEST_RETRY: dict[str, Any] = {**DB_RETRY, "retry_kwargs": {"max_retries": 2000}}
 #: Waits for the Admin API budget are not failures, but are bounded too: after this many a
 #: reconcile run gives up and the request stays owed (``heal`` asks again later).
 MAX_RATE_LIMIT_WAITS = 24
@@ -75,7 +79,7 @@ def _follow_ups(result: pipeline.IngestResult, album_id: str) -> None:
     _after_commit("ingest follow-ups", publish)
 
 
-@app.task(name="album.ingest", bind=True, **DB_RETRY)
+@app.task(name="album.ingest", bind=True, **INGEST_RETRY)
 def ingest(self: Task, album_id: str, resource: dict[str, Any], uploaded_by: str | None = None, source: str = "webhook") -> None:
     """Upsert the photo from a notification, then its thumbnails, analysis and a recount."""
     with db.session_scope() as session:

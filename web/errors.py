@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, jsonify
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from common.enqueue import BrokerUnavailable
@@ -47,6 +48,14 @@ def register_error_handlers(app: Flask) -> None:
     def _broker_down(exc: BrokerUnavailable) -> Response:
         logger.warning("broker unavailable: %s", exc)
         return error_response(503, "broker_unavailable", "The task queue is unavailable; retry shortly.", {"Retry-After": "5"})
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    def _database_down(exc: DBAPIError) -> Response:
+        # Unreachable, restarting, or (SQLite) locked past its busy timeout: the client retries.
+        logger.warning("database unavailable: %s", type(exc.orig).__name__ if exc.orig else exc)
+        return error_response(503, "database_unavailable", "The database is unavailable; retry shortly.",
+                              {"Retry-After": "5"})
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

@@ -1,4 +1,4 @@
-"""The four trials of the multi-host rig (issue 10), each on a fresh cluster: N photos uploaded
+"""The trials of the multi-host rig (issue 10), each on a fresh cluster: N photos uploaded
 through the signed form straight to Cloudinary, their notifications through both web hosts,
 the work on three worker hosts, and one fault staged mid-burst as it comes in production."""
 from __future__ import annotations
@@ -276,3 +276,45 @@ def test_the_broker_fails_over_and_every_photo_is_ready_once(make_cluster: Calla
                                 f"tasks per worker after the kill {dict(after)}; "
                                 f"stages the heal re-sent: {cluster.healed()}; workers restarted by their "
                                 f"supervisor: {cluster.restarts()}")
+
+
+#: How long the data host's cable stays out: longer than the database client's TCP timeouts
+#: (common/db.py) and the emulator's notification retries, so both are exercised.
+DATA_CUT = 45.0
+#: The bar: every photo ready and counted within this long of the cable going back.
+DATA_BACK_WITHIN = 60.0
+
+
+def test_the_data_host_cut_off_for_a_while_loses_nothing(make_cluster: Callable[..., Cluster],
+                                                         web: Callable[[Cluster], WebPool],
+                                                         record: Callable[[str, str], None], tmp_path: Path) -> None:
+    """PostgreSQL and Redis both unreachable (the data host's cable pulled mid-burst, plugged
+    back DATA_CUT seconds later): no FIN, no RST, connections just go silent. Webhooks answer
+    503 meanwhile (Cloudinary retries them, and gives some up: the client's upload_done brings
+    those back), the workers' queries and broker connections time out and are retried. Every
+    photo is ready once, and counted, soon after the cable is back."""
+    cluster = make_cluster()
+    pool = web(cluster)
+    album = new_album(cluster, "CLUSTERDATACUT")
+    form = pool.upload_done(album)["upload_form"]
+    back_at = 0.0
+
+    def cut_for_a_while() -> None:
+        nonlocal back_at
+        cluster.net.cut("data")
+        time.sleep(DATA_CUT)
+        cluster.net.restore("data")
+        back_at = time.monotonic()
+
+    burst = upload_burst(form, photos(tmp_path, N), fault_after=N // 3, fault=cut_for_a_while)
+    pool.upload_done(album)  # as every client does once its batch is sent
+    every_photo_ready_once(cluster, pool, album, burst.public_ids, timeout=DATA_BACK_WITHIN + 120)
+    ready_after = time.monotonic() - back_at
+    statuses = cluster.web_statuses()
+    stats = cluster.emulator("GET", "/_emulator/stats")["notifications"]
+    record("5 data host cut", f"data (PostgreSQL + Redis) cut after {N // 3} of {N} uploads for {DATA_CUT:.0f} s; "
+                              f"all {N} ready once and counted {ready_after:.0f} s after it was back; web answers "
+                              f"{statuses}; notifications {stats}; stages the heal re-sent: {cluster.healed()}; "
+                              f"workers restarted by their supervisor: {cluster.restarts()}")
+    assert statuses.get("500", 0) == 0, statuses  # an unreachable broker or database is a 503, never a 500
+    assert ready_after <= DATA_BACK_WITHIN, ready_after

@@ -49,9 +49,10 @@ def black_hole():
     server.close()
 
 
-def serve(broker_url: str):
+def serve(broker_url: str, database_up: bool = True, **extra_env: str):
+    """One gunicorn process; waits until /health says up (or, ``database_up=False``, answers at all)."""
     port = free_port()
-    env = {**os.environ, "CELERY_BROKER_URL": broker_url, "REDIS_URL": broker_url, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "CELERY_BROKER_URL": broker_url, "REDIS_URL": broker_url, "PYTHONPATH": str(ROOT), **extra_env}
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1", "web:create_app()"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -60,7 +61,7 @@ def serve(broker_url: str):
 
     def up() -> bool:
         try:
-            return requests.get(url + "/health", timeout=1).ok
+            return requests.get(url + "/health", timeout=10).ok or not database_up
         except requests.RequestException:
             return False
 
