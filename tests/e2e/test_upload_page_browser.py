@@ -372,14 +372,22 @@ def test_cancel_retry_automatic_retries_and_a_file_already_there(stack: Any, tab
 
 def test_a_refused_token_clears_the_album_from_the_screen(stack: Any, tab: Tab, album: str) -> None:
     page = tab.page
+    # The page's first poll (made with the valid token) is held on its way and answered only
+    # after the refusal: its late answer, which re-issues the old session, must not bring it back.
+    held: list[Any] = []
+    page.route("**/changes*", lambda route: route.continue_() if held else held.append(route))
     open_page(page, stack, album, stack.token(album))
     expect(page.locator("#images-count")).to_have_text("0")
     expect(page.locator("#album-id")).to_have_text(album)
     expired = tokens.issue_session("e2e-user", {album: ("image_upload",)}, TEST_JWT_SECRET, 14400,
                                    now=int(time.time()) - 20000)
+    page.wait_for_timeout(500)
+    assert held, "the page made no poll to hold"
     page.fill("#token", expired)
     page.click("#access button[type=submit]")
     expect(page.locator("#error")).to_contain_text("401")
+    with page.expect_response("**/changes*"):
+        held[0].continue_()
     expect(page.locator("#album-id")).to_have_text("–")
     expect(page.locator("#images-count")).to_have_text("–")
     expect(page.locator("#album-status")).to_have_text("–")

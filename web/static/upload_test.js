@@ -96,15 +96,18 @@
 
   async function api(path, method = "GET") {
     const url = `/api/v1/albums/${encodeURIComponent(state.albumId)}${path}`;
+    const sent = state.token;
     const response = await fetch(url, {
       method,
-      headers: { Authorization: `Bearer ${state.token}`, Accept: "application/json" },
+      headers: { Authorization: `Bearer ${sent}`, Accept: "application/json" },
       cache: "no-store",
       credentials: "omit", // the API authenticates by token only
     });
-    // Every authenticated answer re-issues the session: adopt it so a long session stays valid.
+    // Every authenticated answer re-issues the session: adopt it so a long session stays valid —
+    // unless another token was given meanwhile: a late answer to a poll made with the previous
+    // token must not bring that session back (and store it for the tab).
     const fresh = response.headers.get("X-token");
-    if (fresh && fresh !== state.token) {
+    if (fresh && sent === state.token && fresh !== sent) {
       state.token = fresh;
       saveSession();
     }
