@@ -3,9 +3,11 @@
 For each album size N the photos are put in the emulator beforehand, untimed (its bulk seed
 path: N assets sharing one stored image, tagged with the album), then their N signed upload
 notifications are delivered to the webhook as fast as the web tier takes them (keep-alive
-connections in threads), and the clock runs until every photo is ready and the album's
-``images_count`` is N. The workers are the Procfile's: a ``fast`` prefork worker (ingest,
-recount) and ``io`` threads workers (thumbnails through the emulator, with its added latency).
+connections in threads), and the clock runs until every photo is ready, the album's
+``images_count`` is N and the duplicates index holds every photo (each notification carries a
+pHash of its own; ``--same-phash`` gives them all one, the index's worst case). The workers are
+the Procfile's: a ``fast`` prefork worker (ingest, recount, index_duplicates) and ``io`` threads
+workers (thumbnails through the emulator, with its added latency).
 
 Baseline, same workers, same run: the throughput of a no-op task (``bench/noop_task.py``), N
 of them on each queue, published all at once. The ratio of the pipeline's tasks/s to it is
@@ -27,6 +29,7 @@ import http.client
 import json
 import os
 import platform
+import random
 import sys
 import tempfile
 import threading
@@ -54,6 +57,8 @@ class Run:
     tasks: int
     latencies_ms: list[float]
     count_lag_s: float
+    #: From ready and counted to indexed (the index task is the last of a photo's tasks).
+    index_lag_s: float
     cpu_s: dict[str, float]
 
     def pct(self, p: float) -> float:
@@ -61,10 +66,15 @@ class Run:
         return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
 
 
-def notification_bodies(album_id: str, count: int) -> list[bytes]:
+def notification_bodies(album_id: str, count: int, same_phash: bool = False) -> list[bytes]:
     """The upload notifications of the album's seeded assets, as the emulator would send them:
     the listing's fields plus the analysis the signed form asks for (one Admin call for the
-    shared image's analysis, one listing call per 500 assets; untimed)."""
+    shared image's analysis, one listing call per 500 assets; untimed).
+
+    The seeded assets share one stored image, hence one pHash; each notification gets a pHash of
+    its own (random, seeded by the album) unless ``same_phash``, as N different photos would have.
+    N photos with one pHash are the duplicates index's worst case (every photo a near-duplicate
+    of every other: N^2/2 edges, the index task's work growing with the album), not a pipeline's."""
     import cloudinary.api
 
     resources: list[dict[str, Any]] = []
@@ -80,8 +90,10 @@ def notification_bodies(album_id: str, count: int) -> list[bytes]:
     analysis = cloudinary.api.resource(resources[0]["public_id"], type="authenticated", faces=True, colors=True,
                                        phash=True, image_metadata=True)
     extra = {key: analysis[key] for key in ("faces", "colors", "predominant", "phash", "image_metadata") if key in analysis}
-    return [json.dumps({"notification_type": "upload", **resource, **extra, "tags": [album_id],
-                        "request_id": uuid.uuid4().hex}).encode() for resource in resources]
+    phashes = random.Random(album_id)
+    return [json.dumps({"notification_type": "upload", **resource, **extra,
+                        **({} if same_phash else {"phash": f"{phashes.getrandbits(64):016x}"}),
+                        "tags": [album_id], "request_id": uuid.uuid4().hex}).encode() for resource in resources]
 
 
 def deliver(url: str, bodies: list[bytes], secret: str, senders: int) -> dict[str, float]:
@@ -141,6 +153,17 @@ def album_state(album_id: str) -> tuple[int, int]:
     return ready or 0, count or 0
 
 
+def indexed_count(album_id: str) -> int:
+    """The album's photos the duplicates index holds (``album.index_duplicates`` ran for them)."""
+    from sqlalchemy import func, select
+
+    from common import db
+    from common.models import ImageHash
+
+    with db.session_scope() as session:
+        return session.scalar(select(func.count()).select_from(ImageHash).where(ImageHash.album_id == album_id)) or 0
+
+
 def ready_times(album_id: str) -> dict[str, float]:
     """Each image's last change (both stages done: when it became ready), as Unix time."""
     from datetime import timezone
@@ -195,7 +218,11 @@ def process_roles(stack: Any) -> dict[str, list[int]]:
              "beat": tree(stack.beat.pid), "bench": [os.getpid()]}
     for proc in stack.workers:
         log_name = Path(proc.args[proc.args.index("--hostname") + 1]).name
-        roles.setdefault("fast worker" if log_name.startswith("fast") else "io workers", []).extend(tree(proc.pid))
+        if log_name.startswith("fast"):  # the prefork parent (consumer loop, acks, events) apart from its children
+            roles["fast parent"] = [proc.pid]
+            roles["fast children"] = tree(proc.pid)[1:]
+        else:
+            roles.setdefault("io workers", []).extend(tree(proc.pid))
     roles["redis"] = [p.pid for p in psutil.process_iter(["name", "cmdline"])
                       if p.info["name"] == "redis-server" and os.environ["CELERY_BROKER_URL"].rsplit(":", 1)[-1].split("/")[0]
                       in " ".join(p.info["cmdline"] or [])]
@@ -218,7 +245,7 @@ def cpu_seconds(roles: dict[str, list[int]]) -> dict[str, float]:
     return out
 
 
-def run_once(stack: Any, photos: int, latency_ms: float, senders: int, timeout: float) -> Run:
+def run_once(stack: Any, photos: int, latency_ms: float, senders: int, timeout: float, same_phash: bool = False) -> Run:
     from common import db, tokens
     from common.models import Album
     from tests.e2e.stack import EMULATOR_SECRET
@@ -228,7 +255,7 @@ def run_once(stack: Any, photos: int, latency_ms: float, senders: int, timeout: 
     with db.session_scope() as session:
         org = session.get(Album, album_id).organization_id
     stack.emulator.seed(photos, tags=[album_id], prefix=f"{album_id}/", type="authenticated", interval=0.01)
-    bodies = notification_bodies(album_id, photos)
+    bodies = notification_bodies(album_id, photos, same_phash)
     token = tokens.notification_token("bench-user", album_id, org, JWT_SECRET, 14400)
     received_before = stack.worker_log_lines("] received")
     roles = process_roles(stack)
@@ -238,16 +265,21 @@ def run_once(stack: Any, photos: int, latency_ms: float, senders: int, timeout: 
     acked = deliver(f"{stack.web_url}/api/v1/cloudinary?token={token}", bodies, EMULATOR_SECRET, senders)
     delivered = time.monotonic() - started
     deadline = started + timeout
-    all_ready_at = None
+    all_ready_at = counted_at = None
+    # Until the duplicates index holds every photo too: the index tasks are part of the pipeline's
+    # work, and left running they would spill into the next run's window.
     while True:
         ready, count = album_state(album_id)
         now = time.monotonic()
         if ready == photos and all_ready_at is None:
             all_ready_at = now
         if ready == photos and count == photos:
-            break
+            counted_at = counted_at or now
+            if indexed_count(album_id) == photos:
+                break
         if now > deadline:
-            raise SystemExit(f"N={photos}: {ready} ready, images_count {count} after {timeout:.0f} s")
+            raise SystemExit(f"N={photos}: {ready} ready, images_count {count}, {indexed_count(album_id)} indexed "
+                             f"after {timeout:.0f} s")
         time.sleep(0.05)
     total = now - started
     cpu = {role: used - cpu_before[role] for role, used in cpu_seconds(roles).items()}
@@ -255,7 +287,7 @@ def run_once(stack: Any, photos: int, latency_ms: float, senders: int, timeout: 
     tasks = stack.worker_log_lines("] received") - received_before
     ready_at = ready_times(album_id)
     latencies = [(ready_at[pid] - acked[pid]) * 1000 for pid in acked]
-    return Run(photos, latency_ms, delivered, total, tasks, latencies, now - all_ready_at, cpu)
+    return Run(photos, latency_ms, delivered, total, tasks, latencies, counted_at - all_ready_at, now - counted_at, cpu)
 
 
 def main() -> None:
@@ -267,6 +299,12 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=16, help="connections delivering notifications")
     parser.add_argument("--database-url", default=None, help="default: a new SQLite file")
     parser.add_argument("--timeout", type=float, default=1800.0)
+    parser.add_argument("--same-phash", action="store_true",
+                        help="every notification with the seeded image's pHash (the duplicates index's worst case)")
+    parser.add_argument("--cpu-profile", metavar="DIR", default=None,
+                        help="write the workers' CPU profiles (bench/cpu_profile.py) into DIR")
+    parser.add_argument("--db-times", action="store_true",
+                        help="with --cpu-profile: only the database calls' wall and CPU times, no cProfile")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "bench"))
 
@@ -290,7 +328,10 @@ def main() -> None:
                           extra_env={"STAGE_LEASE": "30", "HEAL_INTERVAL": "10", "BROKER_VISIBILITY_TIMEOUT": "3600",
                                      "ADMIN_BUDGET_RESERVE": "50",
                                      "DROP_SAME_BYTES": "0",  # seeded assets may share their bytes
-                                     "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'bench'}"})
+                                     "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'bench'}",
+                                     **({"BENCH_CPU_PROFILE": str(Path(args.cpu_profile).resolve()),
+                                         "BENCH_CPU_PROFILE_DB_ONLY": "1" if args.db_times else "0"}
+                                        if args.cpu_profile else {})})
             run_stack(stack, processes, args)
     finally:
         redis_proc.terminate()
@@ -300,7 +341,7 @@ def run_stack(stack: Any, processes: int, args: argparse.Namespace) -> None:
     runs: list[Run] = []
     try:
         stack.start()
-        include = ("--include", "noop_task")
+        include = ("--include", "noop_task,cpu_profile" if args.cpu_profile else "noop_task")
         stack.start_worker("fast", pool="prefork", concurrency=processes, queues="fast", extra_args=include)
         for i in range(processes):
             stack.start_worker(f"io{i}", pool="threads", concurrency=args.io_threads, queues="io", extra_args=include)
@@ -309,15 +350,16 @@ def run_stack(stack: Any, processes: int, args: argparse.Namespace) -> None:
               f"in {noop_s:.1f} s = {noop_rate:.0f} tasks/s", flush=True)
         for latency in args.latency_ms:
             for photos in args.photos:
-                run = run_once(stack, photos, latency, args.senders, args.timeout)
+                run = run_once(stack, photos, latency, args.senders, args.timeout, args.same_phash)
                 runs.append(run)
                 rate = run.tasks / run.total_s
                 print(f"N={photos:5d} latency {latency:3.0f} ms: delivered in {run.delivered_s:6.1f} s "
-                      f"({photos / run.delivered_s:5.0f}/s); all ready+counted {run.total_s:6.1f} s: "
+                      f"({photos / run.delivered_s:5.0f}/s); all ready+counted+indexed {run.total_s:6.1f} s: "
                       f"{photos / run.total_s:6.1f} photos/s, {rate:6.1f} tasks/s ({run.tasks / photos:.2f}/photo), "
                       f"ratio to no-op {rate / noop_rate:.2f}; "
                       f"notification->ready p50 {run.pct(50) / 1000:.2f} s p95 {run.pct(95) / 1000:.2f} s "
                       f"p99 {run.pct(99) / 1000:.2f} s; count lag {run.count_lag_s:.2f} s; "
+                      f"index lag {run.index_lag_s:.2f} s; "
                       f"{run.total_s / photos * 1000:.1f} ms/photo", flush=True)
                 print("    CPU ms per photo: " + ", ".join(f"{role} {used / photos * 1000:.1f}" for role, used in run.cpu_s.items())
                       + f"; all {sum(run.cpu_s.values()) / photos * 1000:.1f} (wall {run.total_s / photos * 1000:.1f} on "
