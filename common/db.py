@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from common import changes  # noqa: F401  (registers the change numbering of every session's image writes)
+from common import sqlite_writers
 from common.config import get_settings
 
 _engine: Engine | None = None
@@ -45,9 +46,12 @@ PG_CONNECT_DEFAULTS = {
 def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
+        connect_args: dict[str, object] = {"timeout": 30}
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
+            # Writers wait for each other in a queue that wakes them, not in SQLite's sleeps.
+            connect_args["factory"] = sqlite_writers.connection_factory(str(Path(parsed.database).resolve()))
+        engine = create_engine(url, connect_args=connect_args)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     connect_args: dict[str, Any] = {}
