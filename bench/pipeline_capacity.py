@@ -359,7 +359,7 @@ def run_stack(stack: Any, processes: int, args: argparse.Namespace) -> None:
                       f"ratio to no-op {rate / noop_rate:.2f}; "
                       f"notification->ready p50 {run.pct(50) / 1000:.2f} s p95 {run.pct(95) / 1000:.2f} s "
                       f"p99 {run.pct(99) / 1000:.2f} s; count lag {run.count_lag_s:.2f} s; "
-                      f"index lag {run.index_lag_s:.2f} s; "
+                      f"index lag {run.index_lag_s:.2f} s (ready+counted at {run.total_s - run.index_lag_s:.1f} s); "
                       f"{run.total_s / photos * 1000:.1f} ms/photo", flush=True)
                 print("    CPU ms per photo: " + ", ".join(f"{role} {used / photos * 1000:.1f}" for role, used in run.cpu_s.items())
                       + f"; all {sum(run.cpu_s.values()) / photos * 1000:.1f} (wall {run.total_s / photos * 1000:.1f} on "

@@ -58,6 +58,9 @@ class WriterQueue:
             return False
         try:
             fcntl.flock(self._lock_file().fileno(), fcntl.LOCK_EX)
+        except OSError:  # no lock file beside the database (a read-only directory): SQLite's wait
+            self.thread_lock.release()
+            return False
         except BaseException:
             self.thread_lock.release()
             raise
