@@ -46,12 +46,12 @@ PG_CONNECT_DEFAULTS = {
 def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        connect_args: dict[str, object] = {"timeout": 30}
+        sqlite_args: dict[str, Any] = {"timeout": 30}
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             # Writers wait for each other in a queue that wakes them, not in SQLite's sleeps.
-            connect_args["factory"] = sqlite_writers.connection_factory(str(Path(parsed.database).resolve()))
-        engine = create_engine(url, connect_args=connect_args)
+            sqlite_args["factory"] = sqlite_writers.connection_factory(str(Path(parsed.database).resolve()))
+        engine = create_engine(url, connect_args=sqlite_args)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     connect_args: dict[str, Any] = {}
