@@ -8,12 +8,13 @@ from __future__ import annotations
 import random
 import threading
 import time
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from common import db, duplicates, pipeline, tokens
-from common.models import DuplicateEdge, Image, ImageHash
+from common.models import AlbumHash, HashEdge, Image, ImageHash
 from tests.conftest import SEED_ALBUM, SEED_USER, TEST_JWT_SECRET
 
 PHOTOS = 2000
@@ -84,11 +85,11 @@ def _index(image_ids: list[int]) -> list[bool]:
     return changed
 
 
-def _snapshot() -> tuple[set[tuple[int, int, int]], set[tuple[int, str]]]:
+def _snapshot() -> tuple[set[tuple[Any, ...]], ...]:
     with db.session_scope() as session:
-        edges = set(session.execute(select(DuplicateEdge.image_id, DuplicateEdge.other_id, DuplicateEdge.distance)).all())
-        hashes = set(session.execute(select(ImageHash.image_id, ImageHash.phash)).all())
-    return {tuple(e) for e in edges}, {tuple(h) for h in hashes}
+        return tuple({tuple(row) for row in session.execute(select(*columns)).all()} for columns in (
+            (ImageHash.image_id, ImageHash.phash), (AlbumHash.album_id, AlbumHash.phash),
+            (HashEdge.album_id, HashEdge.phash, HashEdge.other_phash, HashEdge.distance)))
 
 
 def test_stored_groups_equal_brute_force_through_arrivals_deletes_and_reprocess(seed_album):
