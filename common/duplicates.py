@@ -115,9 +115,7 @@ def _remove(session: Session, image_ids: list[int]) -> None:
     for album_id, phash in touched:
         left = len(session.scalars(select(ImageHash.image_id)
                                    .where(ImageHash.album_id == album_id, ImageHash.phash == phash).limit(2)).all())
-        if left == 0:
-            session.execute(delete(HashEdge).where(HashEdge.album_id == album_id, HashEdge.phash == phash))
-            session.execute(delete(HashEdge).where(HashEdge.album_id == album_id, HashEdge.other_phash == phash))
+        if left == 0:  # its edges go with it (foreign keys, on delete cascade)
             session.execute(delete(AlbumHash).where(AlbumHash.album_id == album_id, AlbumHash.phash == phash))
         elif left == 1:
             session.execute(delete(HashEdge).where(_self_edge(album_id, phash)))
@@ -188,8 +186,7 @@ def index_album(session: Session, album_id: str) -> int:
         select(Image.id, Image.phash).where(Image.album_id == album_id, Image.deleted_at.is_(None),
                                              Image.phash.is_not(None))
     ).all()
-    session.execute(delete(HashEdge).where(HashEdge.album_id == album_id))
-    session.execute(delete(AlbumHash).where(AlbumHash.album_id == album_id))
+    session.execute(delete(AlbumHash).where(AlbumHash.album_id == album_id))  # and their edges
     session.execute(delete(ImageHash).where(ImageHash.album_id == album_id))
     images: list[dict[str, Any]] = []
     shared: dict[int, int] = {}  # value -> its images

@@ -5,7 +5,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, SmallInteger, String, Text, false
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, ForeignKeyConstraint, Index, Integer, SmallInteger, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -205,12 +205,13 @@ class AlbumHash(Base):
     nodes the near-neighbour lookup and the edges are about, so that k identical hashes (a
     burst, blank photos) cost one node, not k. The hash cut into four 16-bit bands, each indexed
     with the album, so the near neighbours of a new value are found by equality lookups. A row
-    exists exactly while some ``ImageHash`` row of the album has the value."""
+    exists exactly while some ``ImageHash`` row of the album has the value (an album's deletion
+    takes its values, and they their edges)."""
 
     __tablename__ = "album_hashes"
     __table_args__ = tuple(Index(f"ix_album_hashes_band{n}", "album_id", f"band{n}") for n in range(4))
 
-    album_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    album_id: Mapped[str] = mapped_column(String(64), ForeignKey("albums.id", ondelete="CASCADE"), primary_key=True)
     phash: Mapped[str] = mapped_column(String(16), primary_key=True)
     band0: Mapped[int] = mapped_column(Integer)
     band1: Mapped[int] = mapped_column(Integer)
@@ -229,6 +230,10 @@ class HashEdge(Base):
         # The endpoint's read (album, distance <= t) is answered from this index alone.
         Index("ix_hash_edges_album", "album_id", "distance", "phash", "other_phash"),
         Index("ix_hash_edges_other", "album_id", "other_phash"),
+        # A value that leaves the album takes its edges.
+        ForeignKeyConstraint(["album_id", "phash"], ["album_hashes.album_id", "album_hashes.phash"], ondelete="CASCADE"),
+        ForeignKeyConstraint(["album_id", "other_phash"], ["album_hashes.album_id", "album_hashes.phash"],
+                             ondelete="CASCADE"),
     )
 
     album_id: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("album_id", sa.String(length=64), nullable=False),
         sa.Column("phash", sa.String(length=16), nullable=False),
         *(sa.Column(f"band{n}", sa.Integer(), nullable=False) for n in range(4)),
+        sa.ForeignKeyConstraint(["album_id"], ["albums.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("album_id", "phash"),
     )
     for n in range(4):
@@ -43,6 +44,8 @@ def upgrade() -> None:
         sa.Column("phash", sa.String(length=16), nullable=False),
         sa.Column("other_phash", sa.String(length=16), nullable=False),
         sa.Column("distance", sa.SmallInteger(), nullable=False),
+        *(sa.ForeignKeyConstraint(["album_id", end], ["album_hashes.album_id", "album_hashes.phash"], ondelete="CASCADE")
+          for end in ("phash", "other_phash")),
         sa.PrimaryKeyConstraint("album_id", "phash", "other_phash"),
     )
     op.create_index("ix_hash_edges_album", "hash_edges", ["album_id", "distance", "phash", "other_phash"], unique=False)
