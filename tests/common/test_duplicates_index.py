@@ -283,7 +283,7 @@ def test_the_endpoint_pages_the_stored_groups(client, seed_album):
     hashes = []
     for _ in range(7):
         base = rng.getrandbits(64)
-        hashes += [f"{base:016x}", f"{_flip(base, 2, rng):016x}", f"{_flip(base, 5, rng):016x}"]
+        hashes += [f"{base:016x}", f"{_flip(base, 2, rng):016x}", f"{_flip(base, 5, rng):016x}", f"{base:016x}"]
     ids = _add_images(hashes)
     _index(ids)
     url = f"/api/v1/albums/{SEED_ALBUM}/duplicates"
