@@ -100,7 +100,7 @@ def _edge(album_id: str, a: str, b: str, distance: int) -> dict[str, Any]:
 
 
 def _self_edge(album_id: str, phash: str) -> Any:
-    return ((HashEdge.album_id == album_id) & (HashEdge.phash == phash) & (HashEdge.other_phash == phash))
+    return (HashEdge.album_id == album_id) & (HashEdge.phash == phash) & (HashEdge.other_phash == phash)
 
 
 def _remove(session: Session, image_ids: list[int]) -> None:
@@ -132,15 +132,13 @@ def forget(session: Session, album_id: str, image_ids: Iterable[int]) -> None:
 def _add(session: Session, image_id: int, album_id: str, value: int) -> None:
     """The image joins the index: its value's second image adds the value's self-edge, later
     ones nothing more; a value new to the album is looked up and joined to its neighbours."""
-    phash = _hex(value)
-    session.execute(insert(ImageHash), [{"image_id": image_id, "album_id": album_id, "phash": phash,
-                                         **_bands_row(value)}])
+    phash, row = _hex(value), _bands_row(value)
+    session.execute(insert(ImageHash), [{"image_id": image_id, "album_id": album_id, "phash": phash, **row}])
     known = session.scalar(select(AlbumHash.phash).where(AlbumHash.album_id == album_id, AlbumHash.phash == phash))
     if known is not None:
         if session.scalar(select(HashEdge.distance).where(_self_edge(album_id, phash))) is None:
             session.execute(insert(HashEdge), [_edge(album_id, phash, phash, 0)])
         return
-    row = _bands_row(value)
     # One SELECT per band, joined by UNION: each is a range of its own (album, band) index. (An OR
     # of the four in one WHERE let SQLite's planner walk the whole album through one index.)
     lookups = [
