@@ -6,8 +6,10 @@ distance 0 from each other, so they cost one node and O(1) rows each, not k(k-1)
 ``image_hashes`` maps each live image with a valid 64-bit pHash to its value; ``album_hashes``
 holds each distinct value once (while some image has it); ``hash_edges`` joins two distinct
 values within ``MAX_THRESHOLD`` bits, and a value with itself (distance 0) while two or more
-images share it. A new image of a value the album already has costs an insert and at most the
-self-edge; only a new value is looked up.
+images share it. Each end of an edge carries its value's first (smallest) live image, so that
+the groups are read from the edges, with one more lookup only for the images of values that
+several images share. A new image of a value the album already has costs an insert and at most
+the self-edge; only a new value is looked up.
 
 **The lookup.** Each value is cut into four 16-bit bands, each band indexed with the album. Two
 hashes within ``MAX_THRESHOLD`` (7) bits differ in at most one bit in at least one band (four
@@ -18,14 +20,15 @@ candidate's exact distance is checked; pairs within ``MAX_THRESHOLD`` are stored
 
 **The groups.** For a threshold ``t`` ≤ ``MAX_THRESHOLD``, the groups are the connected
 components (single link: near-duplicates of near-duplicates share a group) of the album's edges
-with distance ≤ ``t``, each value standing for all its images: the same groups as comparing
+with distance ≤ ``t``, each value's first image joined by its other images: the same groups as comparing
 every pair of images (``pipeline.duplicate_groups``), since two images of one value are within
 every ``t`` and two images of distinct values are within ``t`` exactly when their values are.
 
 **Consistency.** ``index_image`` makes the index reflect an image's current pHash and liveness
 (run twice, the second run changes nothing); deleting images drops their rows in the same
-transaction (``forget``), and a value with them when its last image goes. No image stands for
-another, so a deleted image cannot split a group or take one with it. Both hold the album's
+transaction (``forget``), and a value with them when its last image goes. When a value's first
+image goes, its row and edges are re-pointed to the next (as many updates as the value has near
+values, not images), so a deleted image cannot split a group or take one with it. Both hold the album's
 index lock, so two photos of one album indexed at once on two workers see each other:
 PostgreSQL takes a transaction advisory lock per album, SQLite's first statement is a write,
 which holds the database's single write lock until commit (and reads after it see everything
@@ -39,7 +42,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterable
 
-from sqlalchemy import delete, func, insert, select, text, union
+from sqlalchemy import delete, func, insert, select, text, union, update
 from sqlalchemy.orm import Session
 
 from common.models import STAGE_DONE, AlbumHash, HashEdge, Image, ImageHash
@@ -94,31 +97,54 @@ def _bands_row(value: int) -> dict[str, int]:
     return {f"band{n}": band for n, band in enumerate(bands(value))}
 
 
-def _edge(album_id: str, a: str, b: str, distance: int) -> dict[str, Any]:
-    low, high = (a, b) if a < b else (b, a)
-    return {"album_id": album_id, "phash": low, "other_phash": high, "distance": distance}
+def _edge(album_id: str, end: tuple[str, int], other: tuple[str, int], distance: int) -> dict[str, Any]:
+    """The edge between two values, each given as (phash, first image)."""
+    (low, low_first), (high, high_first) = (end, other) if end[0] <= other[0] else (other, end)
+    return {"album_id": album_id, "phash": low, "other_phash": high, "distance": distance,
+            "image_id": low_first, "other_id": high_first}
 
 
 def _self_edge(album_id: str, phash: str) -> Any:
     return (HashEdge.album_id == album_id) & (HashEdge.phash == phash) & (HashEdge.other_phash == phash)
 
 
+def _first_images(session: Session, album_id: str, phash: str, count: int) -> list[int]:
+    """The value's ``count`` smallest image ids (an index range, whatever its number of images)."""
+    return list(session.scalars(select(ImageHash.image_id).where(ImageHash.album_id == album_id, ImageHash.phash == phash)
+                                .order_by(ImageHash.image_id).limit(count)))
+
+
+def _repoint(session: Session, album_id: str, phash: str, first: int) -> None:
+    """The value's first image is now ``first``: in its row and at its end of each of its edges
+    (as many as the value has near values, not images)."""
+    session.execute(update(AlbumHash).where(AlbumHash.album_id == album_id, AlbumHash.phash == phash)
+                    .values(image_id=first))
+    session.execute(update(HashEdge).where(HashEdge.album_id == album_id, HashEdge.phash == phash)
+                    .values(image_id=first))
+    session.execute(update(HashEdge).where(HashEdge.album_id == album_id, HashEdge.other_phash == phash)
+                    .values(other_id=first))
+
+
 def _remove(session: Session, image_ids: list[int]) -> None:
     """The images leave the index; a value none of the album's images has any more leaves with
-    its edges, one with a single image left loses its self-edge. Costs follow the values
-    touched, not how many images share them."""
+    its edges, one with a single image left loses its self-edge, one whose first image left is
+    re-pointed to the next. Costs follow the values touched, not how many images share them."""
     if not image_ids:
         return
     touched = session.execute(
-        select(ImageHash.album_id, ImageHash.phash).where(ImageHash.image_id.in_(image_ids)).distinct()).all()
+        select(AlbumHash.album_id, AlbumHash.phash, AlbumHash.image_id)
+        .join(ImageHash, (ImageHash.album_id == AlbumHash.album_id) & (ImageHash.phash == AlbumHash.phash))
+        .where(ImageHash.image_id.in_(image_ids)).distinct()).all()
     session.execute(delete(ImageHash).where(ImageHash.image_id.in_(image_ids)))
-    for album_id, phash in touched:
-        left = len(session.scalars(select(ImageHash.image_id)
-                                   .where(ImageHash.album_id == album_id, ImageHash.phash == phash).limit(2)).all())
-        if left == 0:  # its edges go with it (foreign keys, on delete cascade)
+    for album_id, phash, first in touched:
+        left = _first_images(session, album_id, phash, 2)
+        if not left:  # its edges go with it (foreign keys, on delete cascade)
             session.execute(delete(AlbumHash).where(AlbumHash.album_id == album_id, AlbumHash.phash == phash))
-        elif left == 1:
+            continue
+        if len(left) == 1:
             session.execute(delete(HashEdge).where(_self_edge(album_id, phash)))
+        if left[0] != first:
+            _repoint(session, album_id, phash, left[0])
 
 
 def forget(session: Session, album_id: str, image_ids: Iterable[int]) -> None:
@@ -131,26 +157,30 @@ def forget(session: Session, album_id: str, image_ids: Iterable[int]) -> None:
 
 def _add(session: Session, image_id: int, album_id: str, value: int) -> None:
     """The image joins the index: its value's second image adds the value's self-edge, later
-    ones nothing more; a value new to the album is looked up and joined to its neighbours."""
+    ones nothing more (but a re-point if one comes first); a value new to the album is looked
+    up and joined to its neighbours."""
     phash, row = _hex(value), _bands_row(value)
     session.execute(insert(ImageHash), [{"image_id": image_id, "album_id": album_id, "phash": phash, **row}])
-    known = session.scalar(select(AlbumHash.phash).where(AlbumHash.album_id == album_id, AlbumHash.phash == phash))
-    if known is not None:
+    first = session.scalar(select(AlbumHash.image_id).where(AlbumHash.album_id == album_id, AlbumHash.phash == phash))
+    if first is not None:
         if session.scalar(select(HashEdge.distance).where(_self_edge(album_id, phash))) is None:
-            session.execute(insert(HashEdge), [_edge(album_id, phash, phash, 0)])
+            session.execute(insert(HashEdge), [_edge(album_id, (phash, first), (phash, first), 0)])
+        if image_id < first:  # a reprocessed older photo
+            _repoint(session, album_id, phash, image_id)
         return
     # One SELECT per band, joined by UNION: each is a range of its own (album, band) index. (An OR
     # of the four in one WHERE let SQLite's planner walk the whole album through one index.)
     lookups = [
-        select(AlbumHash.phash).where(AlbumHash.album_id == album_id, column.in_(band_neighbourhood(row[f"band{n}"])))
+        select(AlbumHash.phash, AlbumHash.image_id)
+        .where(AlbumHash.album_id == album_id, column.in_(band_neighbourhood(row[f"band{n}"])))
         for n, column in enumerate(_band_columns())
     ]
     edges = []
-    for (other,) in session.execute(union(*lookups)).all():
+    for other, other_first in session.execute(union(*lookups)).all():
         distance = (value ^ int(other, 16)).bit_count()
         if distance <= MAX_THRESHOLD:
-            edges.append(_edge(album_id, phash, other, distance))
-    session.execute(insert(AlbumHash), [{"album_id": album_id, "phash": phash, **row}])
+            edges.append(_edge(album_id, (phash, image_id), (other, other_first), distance))
+    session.execute(insert(AlbumHash), [{"album_id": album_id, "phash": phash, **row, "image_id": image_id}])
     if edges:
         session.execute(insert(HashEdge), edges)
 
@@ -187,30 +217,30 @@ def index_album(session: Session, album_id: str) -> int:
     session.execute(delete(AlbumHash).where(AlbumHash.album_id == album_id))  # and their edges
     session.execute(delete(ImageHash).where(ImageHash.album_id == album_id))
     images: list[dict[str, Any]] = []
-    shared: dict[int, int] = {}  # value -> its images
+    members: dict[int, list[int]] = {}  # value -> its images, ascending (the rows are not ordered)
     for image_id, phash in rows:
         value = parse_phash(phash)
         if value is not None:
             images.append({"image_id": image_id, "album_id": album_id, "phash": _hex(value), **_bands_row(value)})
-            shared[value] = shared.get(value, 0) + 1
-    by_band: list[dict[int, list[int]]] = [{} for _ in range(BANDS)]
+            members.setdefault(value, []).append(image_id)
+    by_band: list[dict[int, list[tuple[int, int]]]] = [{} for _ in range(BANDS)]
     values, edges = [], []
-    for value, count in shared.items():
-        phash, row = _hex(value), _bands_row(value)
-        if count > 1:
-            edges.append(_edge(album_id, phash, phash, 0))
+    for value, ids in members.items():
+        phash, row, first = _hex(value), _bands_row(value), min(ids)
+        if len(ids) > 1:
+            edges.append(_edge(album_id, (phash, first), (phash, first), 0))
         seen: set[int] = set()
         for n in range(BANDS):
             for band in band_neighbourhood(row[f"band{n}"]):
-                for other in by_band[n].get(band, ()):
+                for other, other_first in by_band[n].get(band, ()):
                     if other not in seen:
                         seen.add(other)
                         distance = (value ^ other).bit_count()
                         if distance <= MAX_THRESHOLD:
-                            edges.append(_edge(album_id, phash, _hex(other), distance))
+                            edges.append(_edge(album_id, (phash, first), (_hex(other), other_first), distance))
         for n in range(BANDS):
-            by_band[n].setdefault(row[f"band{n}"], []).append(value)
-        values.append({"album_id": album_id, "phash": phash, **row})
+            by_band[n].setdefault(row[f"band{n}"], []).append((value, first))
+        values.append({"album_id": album_id, "phash": phash, **row, "image_id": first})
     for model, batch in ((ImageHash, images), (AlbumHash, values), (HashEdge, edges)):
         for start in range(0, len(batch), 5000):
             session.execute(insert(model), batch[start:start + 5000])
@@ -248,33 +278,40 @@ def groups(session: Session, album_id: str, threshold: int) -> list[list[int]]:
     smallest id (the order ``pipeline.duplicate_groups`` gives over images in id order)."""
     if not 0 <= threshold <= MAX_THRESHOLD:
         raise ValueError(f"threshold must be 0 to {MAX_THRESHOLD}")
-    within = (HashEdge.album_id == album_id) & (HashEdge.distance <= threshold)
-    edges = session.execute(select(HashEdge.phash, HashEdge.other_phash).where(within)).all()
-    parent: dict[str, str] = {}
+    edges = session.execute(
+        select(HashEdge.image_id, HashEdge.other_id, HashEdge.distance, HashEdge.phash)
+        .where(HashEdge.album_id == album_id, HashEdge.distance <= threshold)
+    ).all()
+    parent: dict[int, int] = {}
 
-    def root(value: str) -> str:
-        parent.setdefault(value, value)
-        while parent[value] != value:
-            parent[value] = parent[parent[value]]
-            value = parent[value]
-        return value
+    def root(i: int) -> int:
+        parent.setdefault(i, i)
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
 
-    for a, b in edges:
+    def join(a: int, b: int) -> None:
         ra, rb = root(a), root(b)
         if ra != rb:
             parent[max(ra, rb)] = min(ra, rb)
-    if not parent:
-        return []
-    # The images of every value some edge within the threshold touches.
-    ends = union(select(HashEdge.phash).where(within), select(HashEdge.other_phash).where(within)).subquery()
-    images = session.execute(
-        select(ImageHash.image_id, ImageHash.phash)
-        .where(ImageHash.album_id == album_id, ImageHash.phash.in_(select(ends.c[0])))
-    ).all()
-    members: dict[str, list[int]] = {}
-    for image_id, phash in images:
-        members.setdefault(root(phash), []).append(image_id)
-    return sorted((sorted(group) for group in members.values() if len(group) > 1), key=lambda group: group[0])
+
+    shared: dict[str, int] = {}  # value with two or more images -> its first image
+    for image_id, other_id, distance, phash in edges:
+        join(image_id, other_id)
+        if distance == 0:  # only a value with itself is 0 bits away
+            shared[phash] = image_id
+    if shared:
+        # The other images of the values several images share: each joins its value's first.
+        self_edges = select(HashEdge.phash).where(HashEdge.album_id == album_id, HashEdge.distance == 0)
+        for image_id, phash in session.execute(
+                select(ImageHash.image_id, ImageHash.phash)
+                .where(ImageHash.album_id == album_id, ImageHash.phash.in_(self_edges))):
+            join(shared[phash], image_id)
+    members: dict[int, list[int]] = {}
+    for i in parent:
+        members.setdefault(root(i), []).append(i)
+    return sorted((sorted(group) for group in members.values()), key=lambda group: group[0])
 
 
 @dataclass(frozen=True)

@@ -187,7 +187,8 @@ class ImageHash(Base):
     value (these stay as 0005 made them: dropping columns rebuilds the table on SQLite)."""
 
     __tablename__ = "image_hashes"
-    __table_args__ = (Index("ix_image_hashes_album_phash", "album_id", "phash"),)
+    # A value's images, smallest first (its first image is the value's node in the edges).
+    __table_args__ = (Index("ix_image_hashes_album_phash", "album_id", "phash", "image_id"),)
 
     image_id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
@@ -217,18 +218,22 @@ class AlbumHash(Base):
     band1: Mapped[int] = mapped_column(Integer)
     band2: Mapped[int] = mapped_column(Integer)
     band3: Mapped[int] = mapped_column(Integer)
+    #: The value's smallest live image: what stands for the value in its edges, so that the
+    #: groups are read from the edges alone for values of one image (most of them).
+    image_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
 
 
 class HashEdge(Base):
     """Two distinct pHash values of one album within the largest indexed threshold
     (``phash`` < ``other_phash``), or a value with itself at distance 0 while two or more images
-    share it. The groups for a threshold are the connected components of the edges within it,
-    expanded to the values' images, computed when asked."""
+    share it, each end with its value's first image (``AlbumHash.image_id``). The groups for a
+    threshold are the connected components of the edges within it, with the other images of the
+    values that have a self-edge, computed when asked."""
 
     __tablename__ = "hash_edges"
     __table_args__ = (
         # The endpoint's read (album, distance <= t) is answered from this index alone.
-        Index("ix_hash_edges_album", "album_id", "distance", "phash", "other_phash"),
+        Index("ix_hash_edges_album", "album_id", "distance", "image_id", "other_id", "phash"),
         Index("ix_hash_edges_other", "album_id", "other_phash"),
         # A value that leaves the album takes its edges.
         ForeignKeyConstraint(["album_id", "phash"], ["album_hashes.album_id", "album_hashes.phash"], ondelete="CASCADE"),
@@ -240,3 +245,7 @@ class HashEdge(Base):
     phash: Mapped[str] = mapped_column(String(16), primary_key=True)
     other_phash: Mapped[str] = mapped_column(String(16), primary_key=True)
     distance: Mapped[int] = mapped_column(SmallInteger)
+    #: The first images of ``phash`` and of ``other_phash`` (images are soft-deleted only, and
+    #: the index re-points these when a first image leaves: no foreign key).
+    image_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    other_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))

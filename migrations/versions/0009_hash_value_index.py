@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("album_id", sa.String(length=64), nullable=False),
         sa.Column("phash", sa.String(length=16), nullable=False),
         *(sa.Column(f"band{n}", sa.Integer(), nullable=False) for n in range(4)),
+        sa.Column("image_id", _ID, nullable=False),
         sa.ForeignKeyConstraint(["album_id"], ["albums.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("album_id", "phash"),
     )
@@ -44,26 +45,34 @@ def upgrade() -> None:
         sa.Column("phash", sa.String(length=16), nullable=False),
         sa.Column("other_phash", sa.String(length=16), nullable=False),
         sa.Column("distance", sa.SmallInteger(), nullable=False),
+        sa.Column("image_id", _ID, nullable=False),
+        sa.Column("other_id", _ID, nullable=False),
         *(sa.ForeignKeyConstraint(["album_id", end], ["album_hashes.album_id", "album_hashes.phash"], ondelete="CASCADE")
           for end in ("phash", "other_phash")),
         sa.PrimaryKeyConstraint("album_id", "phash", "other_phash"),
     )
-    op.create_index("ix_hash_edges_album", "hash_edges", ["album_id", "distance", "phash", "other_phash"], unique=False)
+    op.create_index("ix_hash_edges_album", "hash_edges", ["album_id", "distance", "image_id", "other_id", "phash"],
+                    unique=False)
     op.create_index("ix_hash_edges_other", "hash_edges", ["album_id", "other_phash"], unique=False)
-    op.create_index("ix_image_hashes_album_phash", "image_hashes", ["album_id", "phash"], unique=False)
+    op.create_index("ix_image_hashes_album_phash", "image_hashes", ["album_id", "phash", "image_id"], unique=False)
 
-    # The old index's content, as values: each distinct value, a value shared by two or more
-    # images, and each old edge between images of distinct values (once per pair of values).
-    op.execute(f"INSERT INTO album_hashes (album_id, phash, {_BANDS}) "
-               f"SELECT DISTINCT album_id, phash, {_BANDS} FROM image_hashes")
-    op.execute("INSERT INTO hash_edges (album_id, phash, other_phash, distance) "
-               "SELECT album_id, phash, phash, 0 FROM image_hashes GROUP BY album_id, phash HAVING count(*) > 1")
-    op.execute("INSERT INTO hash_edges (album_id, phash, other_phash, distance) "
-               "SELECT DISTINCT e.album_id, "
-               "CASE WHEN a.phash < b.phash THEN a.phash ELSE b.phash END, "
-               "CASE WHEN a.phash < b.phash THEN b.phash ELSE a.phash END, e.distance "
+    # The old index's content, as values: each distinct value with its first image, a value
+    # shared by two or more images, and each old edge between images of distinct values (once
+    # per pair of values).
+    op.execute(f"INSERT INTO album_hashes (album_id, phash, {_BANDS}, image_id) "
+               f"SELECT album_id, phash, {_BANDS}, min(image_id) FROM image_hashes GROUP BY album_id, phash, {_BANDS}")
+    op.execute("INSERT INTO hash_edges (album_id, phash, other_phash, distance, image_id, other_id) "
+               "SELECT album_id, phash, phash, 0, min(image_id), min(image_id) FROM image_hashes "
+               "GROUP BY album_id, phash HAVING count(*) > 1")
+    op.execute("INSERT INTO hash_edges (album_id, phash, other_phash, distance, image_id, other_id) "
+               "SELECT p.album_id, p.low, p.high, p.distance, low.image_id, high.image_id FROM ("
+               "SELECT DISTINCT e.album_id, e.distance, "
+               "CASE WHEN a.phash < b.phash THEN a.phash ELSE b.phash END AS low, "
+               "CASE WHEN a.phash < b.phash THEN b.phash ELSE a.phash END AS high "
                "FROM duplicate_edges e JOIN image_hashes a ON a.image_id = e.image_id "
-               "JOIN image_hashes b ON b.image_id = e.other_id WHERE a.phash <> b.phash")
+               "JOIN image_hashes b ON b.image_id = e.other_id WHERE a.phash <> b.phash) p "
+               "JOIN album_hashes low ON low.album_id = p.album_id AND low.phash = p.low "
+               "JOIN album_hashes high ON high.album_id = p.album_id AND high.phash = p.high")
 
     op.drop_table("duplicate_edges")
     for n in range(4):
