@@ -279,8 +279,7 @@ def groups(session: Session, album_id: str, threshold: int) -> list[list[int]]:
     if not 0 <= threshold <= MAX_THRESHOLD:
         raise ValueError(f"threshold must be 0 to {MAX_THRESHOLD}")
     edges = session.execute(
-        select(HashEdge.image_id, HashEdge.other_id, HashEdge.distance, HashEdge.phash)
-        .where(HashEdge.album_id == album_id, HashEdge.distance <= threshold)
+        select(HashEdge.image_id, HashEdge.other_id).where(HashEdge.album_id == album_id, HashEdge.distance <= threshold)
     ).all()
     parent: dict[int, int] = {}
 
@@ -296,18 +295,17 @@ def groups(session: Session, album_id: str, threshold: int) -> list[list[int]]:
         if ra != rb:
             parent[max(ra, rb)] = min(ra, rb)
 
-    shared: dict[str, int] = {}  # value with two or more images -> its first image
-    for image_id, other_id, distance, phash in edges:
-        join(image_id, other_id)
-        if distance == 0:  # only a value with itself is 0 bits away
-            shared[phash] = image_id
-    if shared:
-        # The other images of the values several images share: each joins its value's first.
-        self_edges = select(HashEdge.phash).where(HashEdge.album_id == album_id, HashEdge.distance == 0)
+    for a, b in edges:
+        join(a, b)
+    # The values several images share (their self-edges, the only edges 0 bits long): each other
+    # image joins its value's first.
+    self_edge = (HashEdge.album_id == album_id) & (HashEdge.distance == 0)
+    firsts = dict(session.execute(select(HashEdge.phash, HashEdge.image_id).where(self_edge)).all())
+    if firsts:
         for image_id, phash in session.execute(
                 select(ImageHash.image_id, ImageHash.phash)
-                .where(ImageHash.album_id == album_id, ImageHash.phash.in_(self_edges))):
-            join(shared[phash], image_id)
+                .where(ImageHash.album_id == album_id, ImageHash.phash.in_(select(HashEdge.phash).where(self_edge)))):
+            join(firsts[phash], image_id)
     members: dict[int, list[int]] = {}
     for i in parent:
         members.setdefault(root(i), []).append(i)
