@@ -20,16 +20,17 @@ candidate's exact distance is checked; pairs within ``MAX_THRESHOLD`` are stored
 
 **The groups.** For a threshold ``t`` ≤ ``MAX_THRESHOLD``, the groups are the connected
 components (single link: near-duplicates of near-duplicates share a group) of the album's edges
-with distance ≤ ``t``, each value's first image joined by its other images: the same groups as comparing
-every pair of images (``pipeline.duplicate_groups``), since two images of one value are within
-every ``t`` and two images of distinct values are within ``t`` exactly when their values are.
+with distance ≤ ``t``, each value's first image joined by its other images: the same groups as
+comparing every pair of images (``pipeline.duplicate_groups``), since two images of one value
+are within every ``t`` and two images of distinct values are within ``t`` exactly when their
+values are.
 
 **Consistency.** ``index_image`` makes the index reflect an image's current pHash and liveness
 (run twice, the second run changes nothing); deleting images drops their rows in the same
 transaction (``forget``), and a value with them when its last image goes. When a value's first
 image goes, its row and edges are re-pointed to the next (as many updates as the value has near
-values, not images), so a deleted image cannot split a group or take one with it. Both hold the album's
-index lock, so two photos of one album indexed at once on two workers see each other:
+values, not images), so a deleted image cannot split a group or take one with it. Both hold the
+album's index lock, so two photos of one album indexed at once on two workers see each other:
 PostgreSQL takes a transaction advisory lock per album, SQLite's first statement is a write,
 which holds the database's single write lock until commit (and reads after it see everything
 committed before).
@@ -110,8 +111,9 @@ def _self_edge(album_id: str, phash: str) -> Any:
 
 def _first_images(session: Session, album_id: str, phash: str, count: int) -> list[int]:
     """The value's ``count`` smallest image ids (an index range, whatever its number of images)."""
-    return list(session.scalars(select(ImageHash.image_id).where(ImageHash.album_id == album_id, ImageHash.phash == phash)
-                                .order_by(ImageHash.image_id).limit(count)))
+    return list(session.scalars(
+        select(ImageHash.image_id).where(ImageHash.album_id == album_id, ImageHash.phash == phash)
+        .order_by(ImageHash.image_id).limit(count)))
 
 
 def _repoint(session: Session, album_id: str, phash: str, first: int) -> None:
@@ -279,7 +281,8 @@ def groups(session: Session, album_id: str, threshold: int) -> list[list[int]]:
     if not 0 <= threshold <= MAX_THRESHOLD:
         raise ValueError(f"threshold must be 0 to {MAX_THRESHOLD}")
     edges = session.execute(
-        select(HashEdge.image_id, HashEdge.other_id).where(HashEdge.album_id == album_id, HashEdge.distance <= threshold)
+        select(HashEdge.image_id, HashEdge.other_id)
+        .where(HashEdge.album_id == album_id, HashEdge.distance <= threshold)
     ).all()
     parent: dict[int, int] = {}
 

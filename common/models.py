@@ -236,9 +236,8 @@ class HashEdge(Base):
         Index("ix_hash_edges_album", "album_id", "distance", "image_id", "other_id", "phash"),
         Index("ix_hash_edges_other", "album_id", "other_phash"),
         # A value that leaves the album takes its edges.
-        ForeignKeyConstraint(["album_id", "phash"], ["album_hashes.album_id", "album_hashes.phash"], ondelete="CASCADE"),
-        ForeignKeyConstraint(["album_id", "other_phash"], ["album_hashes.album_id", "album_hashes.phash"],
-                             ondelete="CASCADE"),
+        *(ForeignKeyConstraint(["album_id", end], ["album_hashes.album_id", "album_hashes.phash"], ondelete="CASCADE")
+          for end in ("phash", "other_phash")),
     )
 
     album_id: Mapped[str] = mapped_column(String(64), primary_key=True)
