@@ -2,6 +2,7 @@
 idle poll of the live page cost now, beside what they cost before, in the same run.
 
     python bench/album_scale.py [--sizes 1000,10000,50000] [--old-max 10000] [--with-reconcile]
+    python bench/album_scale.py --shared 10,100,1000 [--baseline bc8b412]
 
 - duplicates: ``GET /duplicates`` (default threshold 6, first page of 50 groups) answered from the
   index (``common/duplicates.py``), against the old answer: every live hashed image loaded and
@@ -11,6 +12,12 @@ idle poll of the live page cost now, beside what they cost before, in the same r
   of ``/images`` (200 a page) — against one ``/changes?since=<cursor>``;
 - ``--with-reconcile`` also runs ``bench/reconcile_scale.py`` (Admin calls of a reconcile after
   10 new uploads) with the same sizes.
+- ``--shared K,...`` instead: albums of 200 random photos where K more photos arrive with one
+  and the same pHash (a burst of identical frames; every all-black photo), indexed one by one as
+  the workers do: the index rows stored, ``album.index_duplicates`` per photo (median of all K
+  and of the last 10), and ``GET /duplicates``. ``--baseline REV`` runs the same with the code of
+  git revision REV (a detached worktree in a temporary directory, removed after; its own
+  database), e.g. the index that stored an edge per pair of images.
 
 Requests go through the app in-process (Flask's test client, the real routes, auth and
 serializers; no HTTP server), on SQLite in a temporary directory unless ``--database-url``.
@@ -20,6 +27,7 @@ tenth of the photos are near-copies (1 to 6 bits) of an earlier one.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import random
@@ -33,7 +41,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+#: The code measured: this tree, or a baseline's worktree (``--baseline`` sets it for its run).
+CODE_ROOT = Path(os.environ.get("BENCH_CODE_ROOT") or ROOT)
+sys.path.insert(0, str(CODE_ROOT))
+#: The duplicates index's tables in any version of it, and which of them hold edges.
+INDEX_TABLES = ("image_hashes", "album_hashes", "hash_edges", "duplicate_edges")
+EDGE_TABLES = ("hash_edges", "duplicate_edges")
+SHARED_BACKGROUND = 200
 
 
 def _photo_row(album_id: str, n: int, phash: int, created: datetime) -> dict[str, Any]:
@@ -53,7 +67,9 @@ def _photo_row(album_id: str, n: int, phash: int, created: datetime) -> dict[str
     }
 
 
-def _seed(album_id: str, size: int, rng: random.Random) -> None:
+def _seed(album_id: str, size: int, rng: random.Random, same_hash: int = 0) -> None:
+    """``size`` photos, a tenth of them near-copies, then ``same_hash`` photos with the all-zero
+    pHash (what every all-black photo has)."""
     from sqlalchemy import insert, update
 
     from common import db
@@ -65,7 +81,7 @@ def _seed(album_id: str, size: int, rng: random.Random) -> None:
         session.flush()
         session.add(Album(id=album_id, organization_id=org.id))
     hashes: list[int] = []
-    start = datetime.now(timezone.utc) - timedelta(seconds=size)
+    start = datetime.now(timezone.utc) - timedelta(seconds=size + same_hash)
     rows = []
     for n in range(size):
         if hashes and rng.random() < 0.1:  # a near-copy (burst shot, re-upload) of an earlier photo
@@ -76,11 +92,12 @@ def _seed(album_id: str, size: int, rng: random.Random) -> None:
             value = rng.getrandbits(64)
         hashes.append(value)
         rows.append(_photo_row(album_id, n, value, start + timedelta(seconds=n)))
+    rows += [_photo_row(album_id, n, 0, start + timedelta(seconds=n)) for n in range(size, size + same_hash)]
     engine = db.get_engine()
     with engine.begin() as conn:  # generated rows: straight in, numbered as the hook would number them
-        for chunk in range(0, size, 5000):
+        for chunk in range(0, len(rows), 5000):
             conn.execute(insert(Image), rows[chunk:chunk + 5000])
-        conn.execute(update(Album).where(Album.id == album_id).values(change_seq=size))
+        conn.execute(update(Album).where(Album.id == album_id).values(change_seq=len(rows)))
 
 
 def _median_ms(run: Callable[[], Any], times: int) -> float:
@@ -106,30 +123,138 @@ def _old_duplicates(album_id: str, threshold: int) -> list[list[dict[str, Any]]]
                 for g in pipeline.duplicate_groups(list(rows), threshold)]
 
 
+def _index_rows(album_id: str) -> tuple[int, int]:
+    """(edges, all rows) the album has in the duplicates index, whichever version of it runs."""
+    from sqlalchemy import inspect, text
+
+    from common import db
+
+    engine = db.get_engine()
+    present = [name for name in INDEX_TABLES if inspect(engine).has_table(name)]
+    with engine.connect() as conn:
+        counts = {name: conn.execute(text(f"SELECT count(*) FROM {name} WHERE album_id = :a"), {"a": album_id}).scalar()
+                  for name in present}
+    return sum(counts.get(name, 0) for name in EDGE_TABLES), sum(counts.values())
+
+
+def _shared_hash_runs(ks: list[int], client: Any, jwt_secret: str) -> list[dict[str, Any]]:
+    """For each K: an album of SHARED_BACKGROUND random photos (backfilled), then K photos with
+    one pHash indexed one by one, each in its own transaction as the worker's task runs."""
+    from common import db, duplicates, tokens
+
+    rng = random.Random(16)
+    results = []
+    for k in ks:
+        album_id = f"SHARED{k}"
+        _seed(album_id, SHARED_BACKGROUND, rng, same_hash=k)
+        with db.session_scope() as session:
+            duplicates.index_album(session, album_id)
+            blank = duplicates.groups(session, album_id, 0)[-1]
+            assert len(blank) == k, "the identical photos are one group"
+            duplicates.forget(session, album_id, blank)  # and arrive one by one below
+        samples = []
+        for image_id in blank:
+            started = time.perf_counter()
+            with db.session_scope() as session:
+                duplicates.index_image(session, image_id)
+            samples.append((time.perf_counter() - started) * 1000)
+        edges, rows = _index_rows(album_id)
+        token = tokens.issue_session("bench", {album_id: ("read",)}, jwt_secret, 3600)
+        url = f"/api/v1/albums/{album_id}/duplicates"
+
+        def get() -> Any:
+            response = client.get(url, headers={"Authorization": f"Bearer {token}"})
+            assert response.status_code == 200, response.get_data(as_text=True)[:300]
+            return response
+
+        assert k in [len(group) for group in get().get_json()["groups"]]
+        results.append({"k": k, "edges": edges, "rows": rows, "index_ms": statistics.median(samples),
+                        "last_ms": statistics.median(samples[-10:]), "index_s": sum(samples) / 1000,
+                        "dup_ms": _median_ms(get, 5)})
+        print(f"k={k}: {edges} edges, {rows} index rows, index {sum(samples) / 1000:.1f} s", flush=True)
+    return results
+
+
+def _baseline_runs(revision: str, ks: list[int], database_url: str | None) -> list[dict[str, Any]]:
+    """``_shared_hash_runs`` with the code of ``revision``: this script in a child process whose
+    imports come from a detached worktree of it, on a database of its own."""
+    worktree = Path(tempfile.mkdtemp(prefix="bench-baseline-")) / "tree"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree), revision],
+                   check=True, capture_output=True)
+    command = [sys.executable, __file__, "--shared", ",".join(map(str, ks)), "--json"]
+    baseline_db = None
+    if database_url:
+        from sqlalchemy import create_engine, text
+        from sqlalchemy.engine import make_url
+
+        url = make_url(database_url)
+        baseline_db = f"{url.database}_baseline"
+        admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{baseline_db}"'))
+            conn.execute(text(f'CREATE DATABASE "{baseline_db}"'))
+        command += ["--database-url", url.set(database=baseline_db).render_as_string(hide_password=False)]
+    try:
+        done = subprocess.run(command, env={**os.environ, "BENCH_CODE_ROOT": str(worktree)}, check=True,
+                              capture_output=True, text=True)
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)], check=True)
+        if baseline_db:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{baseline_db}" WITH (FORCE)'))
+            admin.dispose()
+
+
+def _print_shared(rows: list[tuple[str, dict[str, Any]]]) -> None:
+    print("\nK photos with one pHash, indexed one by one after 200 others (album.index_duplicates)")
+    print("| code | K | edges stored | index rows | per photo (median of K) | per photo (last 10) | all K | "
+          "GET /duplicates |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for code, r in rows:
+        print(f"| {code} | {r['k']} | {r['edges']:,} | {r['rows']:,} | {r['index_ms']:.1f} ms | {r['last_ms']:.1f} ms "
+              f"| {r['index_s']:.1f} s | {r['dup_ms']:.1f} ms |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1000,10000,50000")
     parser.add_argument("--old-max", type=int, default=10000, help="largest album the old brute force is run on")
     parser.add_argument("--database-url", default=None, help="default: SQLite in a temporary directory")
     parser.add_argument("--with-reconcile", action="store_true", help="also run bench/reconcile_scale.py")
+    parser.add_argument("--shared", default=None, help="K,...: albums where K photos share one pHash, instead")
+    parser.add_argument("--baseline", default=None, help="with --shared: also with the code of this git revision")
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # a baseline's child: results only
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-album-scale-"))
     os.environ.update({"APP_ENV": "bench", "DATABASE_URL": args.database_url or f"sqlite:///{tmp / 'bench.db'}",
                        "VIEW_COUNTING": "0", "JWT_SECRET": "bench-secret-bench-secret-bench-secret-0123"})
-    from sqlalchemy import func, select
-
     from common import db, duplicates, tokens
     from common.config import get_settings
     from common.migrate import upgrade
-    from common.models import DuplicateEdge, Image
+    from common.models import Image
     from web import create_app
 
     upgrade(os.environ["DATABASE_URL"])
     settings = get_settings()
     client = create_app(settings).test_client()
     rng = random.Random(16)
+    if args.shared:
+        ks = [int(k) for k in args.shared.split(",")]
+        if args.json:
+            print(json.dumps(_shared_hash_runs(ks, client, settings.jwt_secret)))
+            return
+        print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+              f"{db.get_engine().dialect.name}; {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
+        rows = [("this tree", r) for r in _shared_hash_runs(ks, client, settings.jwt_secret)]
+        if args.baseline:
+            print(f"baseline: {args.baseline}", flush=True)
+            rows += [(args.baseline, r) for r in _baseline_runs(args.baseline, ks, args.database_url)]
+        _print_shared(rows)
+        db.dispose(close=True)
+        return
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"{db.get_engine().dialect.name}; {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
     results = []
@@ -151,8 +276,8 @@ def main() -> None:
         with db.session_scope() as session:
             duplicates.index_album(session, album_id)
         backfill_s = time.perf_counter() - started
+        edges = _index_rows(album_id)[0]
         with db.session_scope() as session:
-            edges = session.scalar(select(func.count()).select_from(DuplicateEdge).where(DuplicateEdge.album_id == album_id))
             groups_6 = len(duplicates.groups(session, album_id, 6))
 
         new_dup_ms = _median_ms(lambda: get("/duplicates"), 15)

@@ -1,25 +1,39 @@
 """Near-duplicate photos, found once when a photo's pHash is stored, not per request.
 
-**The index.** Each live image with a valid 64-bit pHash has an ``image_hashes`` row holding
-the hash cut into four 16-bit bands, each band indexed with the album. Two hashes within
-``MAX_THRESHOLD`` (7) bits differ in at most one bit in at least one band (four bands each two
-or more bits apart would be eight bits apart), so a new hash's candidates are the album's
-hashes whose band *i* equals band *i* of the new one or one of its 16 one-bit neighbours: 68
-equality lookups, about 50 candidates in an album of 50,000 random hashes. Each candidate's
-exact distance is checked; pairs within ``MAX_THRESHOLD`` are stored as ``duplicate_edges``
-with their distance.
+**Values, not images.** The index is about an album's distinct pHash values: k photos with the
+same hash (a burst of identical frames, a re-upload, every all-black photo) are one value, at
+distance 0 from each other, so they cost one node and O(1) rows each, not k(k-1)/2 edges.
+``image_hashes`` maps each live image with a valid 64-bit pHash to its value; ``album_hashes``
+holds each distinct value once (while some image has it); ``hash_edges`` joins two distinct
+values within ``MAX_THRESHOLD`` bits, and a value with itself (distance 0) while two or more
+images share it. Each end of an edge carries its value's first (smallest) live image, so that
+the groups are read from the edges, with one more lookup only for the images of values that
+several images share. A new image of a value the album already has costs an insert and at most
+the self-edge; only a new value is looked up.
+
+**The lookup.** Each value is cut into four 16-bit bands, each band indexed with the album. Two
+hashes within ``MAX_THRESHOLD`` (7) bits differ in at most one bit in at least one band (four
+bands each two or more bits apart would be eight bits apart), so a new value's candidates are
+the album's values whose band *i* equals band *i* of the new one or one of its 16 one-bit
+neighbours: 68 equality lookups, about 50 candidates in an album of 50,000 random hashes. Each
+candidate's exact distance is checked; pairs within ``MAX_THRESHOLD`` are stored as edges.
 
 **The groups.** For a threshold ``t`` ≤ ``MAX_THRESHOLD``, the groups are the connected
 components (single link: near-duplicates of near-duplicates share a group) of the album's edges
-with distance ≤ ``t``: the same groups as comparing every pair (``pipeline.duplicate_groups``),
-computed from the edges, which are far fewer than the pairs.
+with distance ≤ ``t``, each value's first image joined by its other images: the same groups as
+comparing every pair of images (``pipeline.duplicate_groups``), since two images of one value
+are within every ``t`` and two images of distinct values are within ``t`` exactly when their
+values are.
 
 **Consistency.** ``index_image`` makes the index reflect an image's current pHash and liveness
 (run twice, the second run changes nothing); deleting images drops their rows in the same
-transaction (``forget``). Both hold the album's index lock, so two photos of one album indexed
-at once on two workers see each other: PostgreSQL takes a transaction advisory lock per album,
-SQLite's first statement is a write, which holds the database's single write lock until commit
-(and reads after it see everything committed before).
+transaction (``forget``), and a value with them when its last image goes. When a value's first
+image goes, its row and edges are re-pointed to the next (as many updates as the value has near
+values, not images), so a deleted image cannot split a group or take one with it. Both hold the
+album's index lock, so two photos of one album indexed at once on two workers see each other:
+PostgreSQL takes a transaction advisory lock per album, SQLite's first statement is a write,
+which holds the database's single write lock until commit (and reads after it see everything
+committed before).
 """
 from __future__ import annotations
 
@@ -29,10 +43,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterable
 
-from sqlalchemy import delete, func, insert, select, text, union
+from sqlalchemy import delete, func, insert, select, text, union, update
 from sqlalchemy.orm import Session
 
-from common.models import STAGE_DONE, DuplicateEdge, Image, ImageHash
+from common.models import STAGE_DONE, AlbumHash, HashEdge, Image, ImageHash
 
 BANDS = 4
 BAND_BITS = 16
@@ -62,7 +76,7 @@ def band_neighbourhood(band: int) -> list[int]:
 
 
 def _band_columns() -> list[Any]:
-    return [getattr(ImageHash, f"band{n}") for n in range(BANDS)]
+    return [getattr(AlbumHash, f"band{n}") for n in range(BANDS)]
 
 
 def lock_album(session: Session, album_id: str) -> None:
@@ -76,12 +90,63 @@ def lock_album(session: Session, album_id: str) -> None:
         session.execute(delete(ImageHash).where(ImageHash.image_id == -1))
 
 
-def _drop(session: Session, image_ids: list[int]) -> None:
+def _hex(value: int) -> str:
+    return f"{value:016x}"
+
+
+def _bands_row(value: int) -> dict[str, int]:
+    return {f"band{n}": band for n, band in enumerate(bands(value))}
+
+
+def _edge(album_id: str, end: tuple[str, int], other: tuple[str, int], distance: int) -> dict[str, Any]:
+    """The edge between two values, each given as (phash, first image)."""
+    (low, low_first), (high, high_first) = (end, other) if end[0] <= other[0] else (other, end)
+    return {"album_id": album_id, "phash": low, "other_phash": high, "distance": distance,
+            "image_id": low_first, "other_id": high_first}
+
+
+def _self_edge(album_id: str, phash: str) -> Any:
+    return (HashEdge.album_id == album_id) & (HashEdge.phash == phash) & (HashEdge.other_phash == phash)
+
+
+def _first_images(session: Session, album_id: str, phash: str, count: int) -> list[int]:
+    """The value's ``count`` smallest image ids (an index range, whatever its number of images)."""
+    return list(session.scalars(
+        select(ImageHash.image_id).where(ImageHash.album_id == album_id, ImageHash.phash == phash)
+        .order_by(ImageHash.image_id).limit(count)))
+
+
+def _repoint(session: Session, album_id: str, phash: str, first: int) -> None:
+    """The value's first image is now ``first``: in its row and at its end of each of its edges
+    (as many as the value has near values, not images)."""
+    session.execute(update(AlbumHash).where(AlbumHash.album_id == album_id, AlbumHash.phash == phash)
+                    .values(image_id=first))
+    session.execute(update(HashEdge).where(HashEdge.album_id == album_id, HashEdge.phash == phash)
+                    .values(image_id=first))
+    session.execute(update(HashEdge).where(HashEdge.album_id == album_id, HashEdge.other_phash == phash)
+                    .values(other_id=first))
+
+
+def _remove(session: Session, image_ids: list[int]) -> None:
+    """The images leave the index; a value none of the album's images has any more leaves with
+    its edges, one with a single image left loses its self-edge, one whose first image left is
+    re-pointed to the next. Costs follow the values touched, not how many images share them."""
     if not image_ids:
         return
-    session.execute(delete(DuplicateEdge).where(DuplicateEdge.image_id.in_(image_ids)))
-    session.execute(delete(DuplicateEdge).where(DuplicateEdge.other_id.in_(image_ids)))
+    touched = session.execute(
+        select(AlbumHash.album_id, AlbumHash.phash, AlbumHash.image_id)
+        .join(ImageHash, (ImageHash.album_id == AlbumHash.album_id) & (ImageHash.phash == AlbumHash.phash))
+        .where(ImageHash.image_id.in_(image_ids)).distinct()).all()
     session.execute(delete(ImageHash).where(ImageHash.image_id.in_(image_ids)))
+    for album_id, phash, first in touched:
+        left = _first_images(session, album_id, phash, 2)
+        if not left:  # its edges go with it (foreign keys, on delete cascade)
+            session.execute(delete(AlbumHash).where(AlbumHash.album_id == album_id, AlbumHash.phash == phash))
+            continue
+        if len(left) == 1:
+            session.execute(delete(HashEdge).where(_self_edge(album_id, phash)))
+        if left[0] != first:
+            _repoint(session, album_id, phash, left[0])
 
 
 def forget(session: Session, album_id: str, image_ids: Iterable[int]) -> None:
@@ -89,18 +154,37 @@ def forget(session: Session, album_id: str, image_ids: Iterable[int]) -> None:
     ids = list(image_ids)
     if ids:
         lock_album(session, album_id)
-        _drop(session, ids)
+        _remove(session, ids)
 
 
-def _hash_row(image_id: int, album_id: str, value: int) -> dict[str, Any]:
-    row: dict[str, Any] = {"image_id": image_id, "album_id": album_id, "phash": f"{value:016x}"}
-    row.update({f"band{n}": band for n, band in enumerate(bands(value))})
-    return row
-
-
-def _edge(a: int, b: int, album_id: str, distance: int) -> dict[str, Any]:
-    low, high = (a, b) if a < b else (b, a)
-    return {"image_id": low, "other_id": high, "album_id": album_id, "distance": distance}
+def _add(session: Session, image_id: int, album_id: str, value: int) -> None:
+    """The image joins the index: its value's second image adds the value's self-edge, later
+    ones nothing more (but a re-point if one comes first); a value new to the album is looked
+    up and joined to its neighbours."""
+    phash, row = _hex(value), _bands_row(value)
+    session.execute(insert(ImageHash), [{"image_id": image_id, "album_id": album_id, "phash": phash, **row}])
+    first = session.scalar(select(AlbumHash.image_id).where(AlbumHash.album_id == album_id, AlbumHash.phash == phash))
+    if first is not None:
+        if session.scalar(select(HashEdge.distance).where(_self_edge(album_id, phash))) is None:
+            session.execute(insert(HashEdge), [_edge(album_id, (phash, first), (phash, first), 0)])
+        if image_id < first:  # a reprocessed older photo
+            _repoint(session, album_id, phash, image_id)
+        return
+    # One SELECT per band, joined by UNION: each is a range of its own (album, band) index. (An OR
+    # of the four in one WHERE let SQLite's planner walk the whole album through one index.)
+    lookups = [
+        select(AlbumHash.phash, AlbumHash.image_id)
+        .where(AlbumHash.album_id == album_id, column.in_(band_neighbourhood(row[f"band{n}"])))
+        for n, column in enumerate(_band_columns())
+    ]
+    edges = []
+    for other, other_first in session.execute(union(*lookups)).all():
+        distance = (value ^ int(other, 16)).bit_count()
+        if distance <= MAX_THRESHOLD:
+            edges.append(_edge(album_id, (phash, image_id), (other, other_first), distance))
+    session.execute(insert(AlbumHash), [{"album_id": album_id, "phash": phash, **row, "image_id": image_id}])
+    if edges:
+        session.execute(insert(HashEdge), edges)
 
 
 def index_image(session: Session, image_id: int) -> bool:
@@ -115,67 +199,54 @@ def index_image(session: Session, image_id: int) -> bool:
     state = session.execute(select(Image.phash, Image.deleted_at).where(Image.id == image_id)).one()
     value = parse_phash(state.phash) if state.deleted_at is None else None
     indexed = session.scalar(select(ImageHash.phash).where(ImageHash.image_id == image_id))
-    wanted = f"{value:016x}" if value is not None else None
-    if indexed == wanted:
+    if indexed == (_hex(value) if value is not None else None):
         return False
-    _drop(session, [image_id])
-    if value is None:
-        return True
-    row = _hash_row(image_id, album_id, value)
-    # One SELECT per band, joined by UNION: each is a range of its own (album, band) index. (An OR
-    # of the four in one WHERE let SQLite's planner walk the whole album through one index.)
-    lookups = [
-        select(ImageHash.image_id, ImageHash.phash)
-        .where(ImageHash.album_id == album_id, column.in_(band_neighbourhood(row[f"band{n}"])))
-        for n, column in enumerate(_band_columns())
-    ]
-    candidates = session.execute(union(*lookups)).all()
-    edges = []
-    for other_id, other_phash in candidates:
-        distance = (value ^ int(other_phash, 16)).bit_count()
-        if distance <= MAX_THRESHOLD:
-            edges.append(_edge(image_id, other_id, album_id, distance))
-    session.execute(insert(ImageHash), [row])
-    if edges:
-        session.execute(insert(DuplicateEdge), edges)
+    _remove(session, [image_id])
+    if value is not None:
+        _add(session, image_id, album_id, value)
     return True
 
 
 def index_album(session: Session, album_id: str) -> int:
-    """Rebuild the album's index from its images in one pass (the backfill): the same bands and
-    edges ``index_image`` keeps, with the candidates looked up in memory. Returns the images
+    """Rebuild the album's index from its images in one pass (the backfill): the same rows
+    ``index_image`` keeps, with the candidates looked up in memory. Returns the images
     indexed."""
     lock_album(session, album_id)
     rows = session.execute(
         select(Image.id, Image.phash).where(Image.album_id == album_id, Image.deleted_at.is_(None),
                                              Image.phash.is_not(None))
     ).all()
-    session.execute(delete(DuplicateEdge).where(DuplicateEdge.album_id == album_id))
+    session.execute(delete(AlbumHash).where(AlbumHash.album_id == album_id))  # and their edges
     session.execute(delete(ImageHash).where(ImageHash.album_id == album_id))
-    by_band: list[dict[int, list[tuple[int, int]]]] = [{} for _ in range(BANDS)]
-    hashes, edges = [], []
+    images: list[dict[str, Any]] = []
+    members: dict[int, list[int]] = {}  # value -> its images, ascending (the rows are not ordered)
     for image_id, phash in rows:
         value = parse_phash(phash)
-        if value is None:
-            continue
-        row = _hash_row(image_id, album_id, value)
+        if value is not None:
+            images.append({"image_id": image_id, "album_id": album_id, "phash": _hex(value), **_bands_row(value)})
+            members.setdefault(value, []).append(image_id)
+    by_band: list[dict[int, list[tuple[int, int]]]] = [{} for _ in range(BANDS)]
+    values, edges = [], []
+    for value, ids in members.items():
+        phash, row, first = _hex(value), _bands_row(value), min(ids)
+        if len(ids) > 1:
+            edges.append(_edge(album_id, (phash, first), (phash, first), 0))
         seen: set[int] = set()
         for n in range(BANDS):
             for band in band_neighbourhood(row[f"band{n}"]):
-                for other_id, other in by_band[n].get(band, ()):
-                    if other_id not in seen:
-                        seen.add(other_id)
+                for other, other_first in by_band[n].get(band, ()):
+                    if other not in seen:
+                        seen.add(other)
                         distance = (value ^ other).bit_count()
                         if distance <= MAX_THRESHOLD:
-                            edges.append(_edge(image_id, other_id, album_id, distance))
+                            edges.append(_edge(album_id, (phash, first), (_hex(other), other_first), distance))
         for n in range(BANDS):
-            by_band[n].setdefault(row[f"band{n}"], []).append((image_id, value))
-        hashes.append(row)
-    for start in range(0, len(hashes), 5000):
-        session.execute(insert(ImageHash), hashes[start:start + 5000])
-    for start in range(0, len(edges), 5000):
-        session.execute(insert(DuplicateEdge), edges[start:start + 5000])
-    return len(hashes)
+            by_band[n].setdefault(row[f"band{n}"], []).append((value, first))
+        values.append({"album_id": album_id, "phash": phash, **row, "image_id": first})
+    for model, batch in ((ImageHash, images), (AlbumHash, values), (HashEdge, edges)):
+        for start in range(0, len(batch), 5000):
+            session.execute(insert(model), batch[start:start + 5000])
+    return len(images)
 
 
 def stale_images(session: Session, changed_since: datetime, changed_before: datetime) -> list[int]:
@@ -210,8 +281,8 @@ def groups(session: Session, album_id: str, threshold: int) -> list[list[int]]:
     if not 0 <= threshold <= MAX_THRESHOLD:
         raise ValueError(f"threshold must be 0 to {MAX_THRESHOLD}")
     edges = session.execute(
-        select(DuplicateEdge.image_id, DuplicateEdge.other_id)
-        .where(DuplicateEdge.album_id == album_id, DuplicateEdge.distance <= threshold)
+        select(HashEdge.image_id, HashEdge.other_id)
+        .where(HashEdge.album_id == album_id, HashEdge.distance <= threshold)
     ).all()
     parent: dict[int, int] = {}
 
@@ -222,10 +293,22 @@ def groups(session: Session, album_id: str, threshold: int) -> list[list[int]]:
             i = parent[i]
         return i
 
-    for a, b in edges:
+    def join(a: int, b: int) -> None:
         ra, rb = root(a), root(b)
         if ra != rb:
             parent[max(ra, rb)] = min(ra, rb)
+
+    for a, b in edges:
+        join(a, b)
+    # The values several images share (their self-edges, the only edges 0 bits long): each other
+    # image joins its value's first.
+    self_edge = (HashEdge.album_id == album_id) & (HashEdge.distance == 0)
+    firsts = dict(session.execute(select(HashEdge.phash, HashEdge.image_id).where(self_edge)).all())
+    if firsts:
+        for image_id, phash in session.execute(
+                select(ImageHash.image_id, ImageHash.phash)
+                .where(ImageHash.album_id == album_id, ImageHash.phash.in_(select(HashEdge.phash).where(self_edge)))):
+            join(firsts[phash], image_id)
     members: dict[int, list[int]] = {}
     for i in parent:
         members.setdefault(root(i), []).append(i)

@@ -5,7 +5,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, SmallInteger, String, Text, false
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, ForeignKeyConstraint, Index, Integer, SmallInteger, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -180,18 +180,20 @@ class ViewFold(Base):
 
 
 class ImageHash(Base):
-    """An image's pHash as the duplicates index holds it (``common/duplicates.py``): the hash cut
-    into four 16-bit bands, each indexed with the album, so the near neighbours of a new hash are
-    found by equality lookups instead of a scan of the album. A row exists for every live image
-    with a valid pHash once the index task has run for it."""
+    """An image's pHash as the duplicates index holds it (``common/duplicates.py``). A row exists
+    for every live image with a valid pHash once the index task has run for it; the images of
+    one hash value are found through (album, phash). The bands are the hash's (as in
+    ``AlbumHash``); the lookup of near neighbours reads ``AlbumHash``'s, one row per distinct
+    value (these stay as 0005 made them: dropping columns rebuilds the table on SQLite)."""
 
     __tablename__ = "image_hashes"
-    __table_args__ = tuple(Index(f"ix_image_hashes_band{n}", "album_id", f"band{n}") for n in range(4))
+    # A value's images, smallest first (its first image is the value's node in the edges).
+    __table_args__ = (Index("ix_image_hashes_album_phash", "album_id", "phash", "image_id"),)
 
     image_id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
     album_id: Mapped[str] = mapped_column(String(64))
-    #: The pHash this row was made from (16 lowercase hex digits): the edges reflect it.
+    #: The pHash this row was made from (16 lowercase hex digits): the index reflects it.
     phash: Mapped[str] = mapped_column(String(16))
     band0: Mapped[int] = mapped_column(Integer)
     band1: Mapped[int] = mapped_column(Integer)
@@ -199,21 +201,50 @@ class ImageHash(Base):
     band3: Mapped[int] = mapped_column(Integer)
 
 
-class DuplicateEdge(Base):
-    """Two live images of one album whose pHashes differ by at most the largest indexed threshold
-    (``image_id`` < ``other_id``). The groups for a threshold are the connected components of
-    the edges within it, computed when asked: an album has far fewer edges than pairs."""
+class AlbumHash(Base):
+    """A distinct pHash value of an album's indexed images, however many images share it: the
+    nodes the near-neighbour lookup and the edges are about, so that k identical hashes (a
+    burst, blank photos) cost one node, not k. The hash cut into four 16-bit bands, each indexed
+    with the album, so the near neighbours of a new value are found by equality lookups. A row
+    exists exactly while some ``ImageHash`` row of the album has the value (an album's deletion
+    takes its values, and they their edges)."""
 
-    __tablename__ = "duplicate_edges"
+    __tablename__ = "album_hashes"
+    __table_args__ = tuple(Index(f"ix_album_hashes_band{n}", "album_id", f"band{n}") for n in range(4))
+
+    album_id: Mapped[str] = mapped_column(String(64), ForeignKey("albums.id", ondelete="CASCADE"), primary_key=True)
+    phash: Mapped[str] = mapped_column(String(16), primary_key=True)
+    band0: Mapped[int] = mapped_column(Integer)
+    band1: Mapped[int] = mapped_column(Integer)
+    band2: Mapped[int] = mapped_column(Integer)
+    band3: Mapped[int] = mapped_column(Integer)
+    #: The value's smallest live image: what stands for the value in its edges, so that the
+    #: groups are read from the edges alone for values of one image (most of them).
+    image_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+
+
+class HashEdge(Base):
+    """Two distinct pHash values of one album within the largest indexed threshold
+    (``phash`` < ``other_phash``), or a value with itself at distance 0 while two or more images
+    share it, each end with its value's first image (``AlbumHash.image_id``). The groups for a
+    threshold are the connected components of the edges within it, with the other images of the
+    values that have a self-edge, computed when asked."""
+
+    __tablename__ = "hash_edges"
     __table_args__ = (
-        # The endpoint's one read (album, distance <= t) is answered from this index alone.
-        Index("ix_duplicate_edges_album", "album_id", "distance", "image_id", "other_id"),
-        Index("ix_duplicate_edges_other", "other_id"),
+        # The endpoint's read (album, distance <= t) is answered from this index alone.
+        Index("ix_hash_edges_album", "album_id", "distance", "image_id", "other_id", "phash"),
+        Index("ix_hash_edges_other", "album_id", "other_phash"),
+        # A value that leaves the album takes its edges.
+        *(ForeignKeyConstraint(["album_id", end], ["album_hashes.album_id", "album_hashes.phash"], ondelete="CASCADE")
+          for end in ("phash", "other_phash")),
     )
 
-    image_id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
-    other_id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
-    album_id: Mapped[str] = mapped_column(String(64))
+    album_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    phash: Mapped[str] = mapped_column(String(16), primary_key=True)
+    other_phash: Mapped[str] = mapped_column(String(16), primary_key=True)
     distance: Mapped[int] = mapped_column(SmallInteger)
+    #: The first images of ``phash`` and of ``other_phash`` (images are soft-deleted only, and
+    #: the index re-points these when a first image leaves: no foreign key).
+    image_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    other_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))

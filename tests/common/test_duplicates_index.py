@@ -1,19 +1,21 @@
 """The duplicates index (common/duplicates.py) against brute force: on a couple of thousand
-generated pHashes with planted near-duplicates, the stored groups equal
-``pipeline.duplicate_groups`` (every pair compared) for every threshold the index answers, after
-arrivals, deletes and reprocessing; indexing is idempotent and two photos of one album indexed at
-once still meet."""
+generated pHashes with planted near-duplicates, and on clusters of up to hundreds of photos with
+the very same pHash, the stored groups equal ``pipeline.duplicate_groups`` (every pair compared)
+for every threshold the index answers, after arrivals, deletes (the first photo of a cluster
+among them) and reprocessing; k photos with one pHash are O(k) rows; indexing is idempotent and
+two photos of one album indexed at once still meet."""
 from __future__ import annotations
 
 import random
 import threading
 import time
+from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, func, select
 
 from common import db, duplicates, pipeline, tokens
-from common.models import DuplicateEdge, Image, ImageHash
+from common.models import AlbumHash, HashEdge, Image, ImageHash
 from tests.conftest import SEED_ALBUM, SEED_USER, TEST_JWT_SECRET
 
 PHOTOS = 2000
@@ -84,11 +86,12 @@ def _index(image_ids: list[int]) -> list[bool]:
     return changed
 
 
-def _snapshot() -> tuple[set[tuple[int, int, int]], set[tuple[int, str]]]:
+def _snapshot() -> tuple[set[tuple[Any, ...]], ...]:
     with db.session_scope() as session:
-        edges = set(session.execute(select(DuplicateEdge.image_id, DuplicateEdge.other_id, DuplicateEdge.distance)).all())
-        hashes = set(session.execute(select(ImageHash.image_id, ImageHash.phash)).all())
-    return {tuple(e) for e in edges}, {tuple(h) for h in hashes}
+        return tuple({tuple(row) for row in session.execute(select(*columns)).all()} for columns in (
+            (ImageHash.image_id, ImageHash.phash), (AlbumHash.album_id, AlbumHash.phash, AlbumHash.image_id),
+            (HashEdge.album_id, HashEdge.phash, HashEdge.other_phash, HashEdge.distance, HashEdge.image_id,
+             HashEdge.other_id)))
 
 
 def test_stored_groups_equal_brute_force_through_arrivals_deletes_and_reprocess(seed_album):
@@ -142,13 +145,111 @@ def test_stored_groups_equal_brute_force_through_arrivals_deletes_and_reprocess(
     _assert_index_equals_brute_force()
 
 
+def _delete(image_ids: list[int]) -> None:
+    with db.session_scope() as session:
+        public_ids = session.scalars(select(Image.public_id).where(Image.id.in_(image_ids))).all()
+        pipeline.mark_deleted(session, SEED_ALBUM, public_ids)
+
+
+def test_identical_hashes_give_the_groups_of_brute_force_through_deletes_of_their_first_photos(seed_album):
+    """Clusters of 2 to 300 photos with one pHash (bursts, blank photos), near-copies of some of
+    them a few bits off and singles, arriving in random order after a backfill of a part."""
+    rng = random.Random(1616)
+    blank = "0" * 16
+    bases = [rng.getrandbits(64) for _ in range(12)]
+    hashes = [blank] * 300 + [f"{bases[0]:016x}"] * 150
+    for base in bases[1:]:
+        hashes += [f"{base:016x}"] * rng.randint(2, 40)
+        hashes += [f"{_flip(base, rng.randint(1, duplicates.MAX_THRESHOLD + 2), rng):016x}"
+                   for _ in range(rng.randint(0, 3))]
+    hashes += [f"{_flip(0, 3, rng):016x}"] * 5 + [f"{rng.getrandbits(64):016x}" for _ in range(100)]
+    rng.shuffle(hashes)
+    ids = _add_images(hashes)
+    third = len(ids) // 3
+    with db.session_scope() as session:
+        duplicates.index_album(session, SEED_ALBUM)
+    with db.session_scope() as session:
+        duplicates.forget(session, SEED_ALBUM, ids[third:])
+    assert all(_index(ids[third:]))
+    _assert_index_equals_brute_force()
+    before = _snapshot()
+    assert not any(_index(ids))
+    with db.session_scope() as session:
+        duplicates.index_album(session, SEED_ALBUM)
+    assert _snapshot() == before
+
+    # The first photo of every cluster (the one an index of representatives would lean on), then
+    # all but one of a cluster, then every photo of another.
+    by_hash: dict[str, list[int]] = {}
+    for image_id, phash in zip(ids, hashes):
+        by_hash.setdefault(phash, []).append(image_id)
+    clusters = sorted((members for members in by_hash.values() if len(members) > 1), key=len, reverse=True)
+    _delete([min(members) for members in clusters])
+    _assert_index_equals_brute_force()
+    _delete(sorted(clusters[2])[1:-1])
+    _delete(sorted(clusters[3])[1:])
+    _assert_index_equals_brute_force()
+    _delete(clusters[4])
+    _assert_index_equals_brute_force()
+
+    # Reprocess: photos move out of the big clusters, into others, and to the blank hash.
+    with db.session_scope() as session:
+        live = session.scalars(select(Image.id).where(Image.album_id == SEED_ALBUM, Image.deleted_at.is_(None))).all()
+        moved = rng.sample(live, 120)
+        for image_id in moved:
+            session.get(Image, image_id).phash = rng.choice([blank, f"{bases[0]:016x}", f"{rng.getrandbits(64):016x}",
+                                                             f"{_flip(bases[5], 2, rng):016x}"])
+    _index(moved)
+    _assert_index_equals_brute_force()
+    assert not any(_index(ids))
+    # First images re-pointed through all that, as a rebuild from scratch points them.
+    before = _snapshot()
+    with db.session_scope() as session:
+        duplicates.index_album(session, SEED_ALBUM)
+    assert _snapshot() == before
+
+
+def _album_index_rows() -> int:
+    with db.session_scope() as session:
+        return sum(session.scalar(select(func.count()).select_from(model)) for model in (ImageHash, AlbumHash, HashEdge))
+
+
+def test_k_photos_with_one_hash_cost_rows_and_statements_linear_in_k(seed_album):
+    k = 300
+    ids = _add_images(["0" * 16] * k)
+    statements: list[int] = []
+    engine = db.get_engine()
+
+    def count(*_: Any) -> None:
+        statements[-1] += 1
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        for image_id in ids:
+            statements.append(0)
+            with db.session_scope() as session:
+                assert duplicates.index_image(session, image_id)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    # k image rows, one value, its self-edge (k(k-1)/2 = 44,850 edges before).
+    assert _album_index_rows() <= k + 2
+    # The 300th photo costs what the 3rd did: no statement per photo already there.
+    assert max(statements[2:]) == min(statements[2:])
+    with db.session_scope() as session:
+        assert duplicates.groups(session, SEED_ALBUM, 0) == [sorted(ids)]
+    _delete(ids[:-1])  # down to one photo: a single is no group, and leaves just its rows
+    assert _album_index_rows() == 2
+    with db.session_scope() as session:
+        assert duplicates.groups(session, SEED_ALBUM, duplicates.MAX_THRESHOLD) == []
+
+
 def test_two_photos_of_one_album_indexed_at_once_meet(seed_album):
     """Each in its own transaction on its own thread, started together: without the album's
     index lock each would look for the other before the other committed, and miss it."""
     rng = random.Random(7)
     for _ in range(8):
         base = rng.getrandbits(64)
-        a, b = _add_images([f"{base:016x}", f"{_flip(base, 1 + _ % 6, rng):016x}"])
+        a, b = _add_images([f"{base:016x}", f"{_flip(base, _ % 7, rng):016x}"])  # 0 bits: the same hash
         barrier = threading.Barrier(2)
         errors: list[BaseException] = []
 
@@ -188,7 +289,7 @@ def test_the_endpoint_pages_the_stored_groups(client, seed_album):
     hashes = []
     for _ in range(7):
         base = rng.getrandbits(64)
-        hashes += [f"{base:016x}", f"{_flip(base, 2, rng):016x}", f"{_flip(base, 5, rng):016x}"]
+        hashes += [f"{base:016x}", f"{_flip(base, 2, rng):016x}", f"{_flip(base, 5, rng):016x}", f"{base:016x}"]
     ids = _add_images(hashes)
     _index(ids)
     url = f"/api/v1/albums/{SEED_ALBUM}/duplicates"
