@@ -65,7 +65,12 @@ def serve(broker_url: str, database_up: bool = True, **extra_env: str):
         except requests.RequestException:
             return False
 
-    wait_for(up, 30, what="gunicorn")
+    try:
+        wait_for(up, 30, what="gunicorn")
+    except BaseException:
+        proc.terminate()  # a server that never came up is not left running
+        proc.wait(timeout=10)
+        raise
     return proc, url
 
 
