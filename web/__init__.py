@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from flask import Flask, request
+from werkzeug.datastructures import Headers
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from common import cloudinary_client, db
@@ -47,5 +48,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(upload_test.bp)
     app.register_blueprint(openapi.bp)  # the API contract and its reference page
     openapi.install_response_validation(app)  # only when OPENAPI_VALIDATE_RESPONSES=1 (tests)
+    fast_path = webhook.install_fast_path(app)  # a valid notification is answered before Flask
+    if app.config["OPENAPI_VALIDATE_RESPONSES"]:
+        fast_path.check_response = lambda headers, data: openapi.check_and_record(
+            webhook.PATH, "POST", 200, Headers(headers), data, webhook.PATH)
     cli.register(app)
     return app

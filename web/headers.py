@@ -24,7 +24,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "origin-when-cross-origin, strict-origin-when-cross-origin",
 }
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,128}$")
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,128}$")
 
 
 def install(app: Flask) -> None:
@@ -32,7 +32,7 @@ def install(app: Flask) -> None:
     def _start() -> None:
         g.started = time.perf_counter()
         incoming = request.headers.get("X-Request-Id", "")
-        g.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else str(uuid.uuid4())  # whole: "$" passes a "\n"
+        g.request_id = incoming if REQUEST_ID.fullmatch(incoming) else str(uuid.uuid4())  # whole: "$" passes a "\n"
         request_id_var.set(g.request_id)
 
     @app.after_request
@@ -53,7 +53,7 @@ def install(app: Flask) -> None:
             added.append(("X-Runtime", f"{time.perf_counter() - started:.6f}"))
         # Werkzeug's ``extend`` re-validates every value (no newline) one ``add`` at a time: a
         # third of this hook. These are our constants, or values we format
-        # (uuid, a float, a JWT, a request id matched against _REQUEST_ID), so they go straight
+        # (uuid, a float, a JWT, a request id matched against REQUEST_ID), so they go straight
         # into the list that Werkzeug keeps; ``extend`` only if a Werkzeug keeps them elsewhere.
         store = getattr(headers, "_list", None)
         if isinstance(store, list):

@@ -261,6 +261,16 @@ def validation_enabled() -> bool:
     return os.environ.get("OPENAPI_VALIDATE_RESPONSES", "") in ("1", "true", "yes")
 
 
+def check_and_record(path: str | None, method: str, status: int, headers: Any, body: bytes | None, url: str) -> None:
+    """Check one response against the document; record what does not match."""
+    problems = checker().check(path, method, status, headers, body)
+    if problems:
+        record_violation({  # logged and written to a file: no credential in either
+            "method": method, "url": redact(url), "operation": path, "status": status, "problems": problems,
+            "body": redact((body or b"")[:500].decode("utf-8", "replace")),
+        })
+
+
 def record_violation(entry: dict[str, Any]) -> None:
     with _LOCK:
         VIOLATIONS.append(entry)
@@ -286,15 +296,9 @@ def install_response_validation(app: Flask) -> None:
 
     def validate(sender: Flask, response: Response, **_: Any) -> None:
         rule = request.url_rule.rule if request.url_rule is not None else None
-        path = openapi_path(rule) if rule else None
         # Files are streamed (direct passthrough): their type is checked, their bytes are not read.
         body = None if response.direct_passthrough or response.is_streamed else response.get_data()
-        problems = checker().check(path, request.method, response.status_code, response.headers, body)
-        if problems:
-            record_violation({  # logged and written to a file: no credential in either
-                "method": request.method, "url": redact(request.full_path.rstrip("?")), "operation": path,
-                "status": response.status_code, "problems": problems,
-                "body": redact((body or b"")[:500].decode("utf-8", "replace")),
-            })
+        check_and_record(openapi_path(rule) if rule else None, request.method, response.status_code, response.headers,
+                         body, request.full_path.rstrip("?"))
 
     request_finished.connect(validate, app, weak=False)
