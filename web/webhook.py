@@ -23,7 +23,7 @@ from flask import Blueprint, Flask, Response, current_app, request
 
 from common import cloudinary_client, tokens
 from common.config import Settings
-from common.enqueue import publish_fast
+from common.enqueue import BrokerUnavailable, publish_fast
 from common.logs import request_id_var
 from web.body import MAX_BODY, json_object, read_body
 from web.errors import ApiError
@@ -37,6 +37,9 @@ logger = logging.getLogger(__name__)
 _TASK_FOR = {"upload": "album.ingest", "delete": "album.remove_deleted", "eager": "album.record_eager"}
 #: The answer, built once: ``jsonify`` would serialise the same dict on every request.
 _ACCEPTED = b'{"status":"accepted"}'
+#: Where the fast path leaves a failed publish for the Flask view to answer (a 503) instead of
+#: trying the broker a second time: a black-holed broker would double the client's wait.
+PUBLISH_FAILED = "album.webhook.publish_failed"
 #: A publish: task name, its arguments, and the short repr Flower shows.
 Publish = tuple[str, tuple[Any, ...], str]
 
@@ -90,6 +93,9 @@ def notification() -> Response:
     work = verify(current_app.config["SETTINGS"], current_app.config["CLOUDINARY_SIGNATURE_ALGORITHM"],
                   request.headers.get, request.args.get("token", ""), raw)
     if work is not None:
+        failed = request.environ.get(PUBLISH_FAILED)
+        if failed is not None:
+            raise failed
         publish_fast(*work)
     return current_app.response_class(_ACCEPTED, content_type=JSON_CONTENT_TYPE)
 
@@ -127,7 +133,9 @@ class NotificationFastPath:
                           token, raw)
             if work is not None:
                 publish_fast(*work)
-        except Exception:  # noqa: BLE001 - any refusal or failure: Flask answers it, from the same bytes
+        except Exception as exc:  # noqa: BLE001 - any refusal or failure: Flask answers it, from the same bytes
+            if isinstance(exc, BrokerUnavailable):
+                environ[PUBLISH_FAILED] = exc
             environ["wsgi.input"] = io.BytesIO(raw)
             return self.inner(environ, start_response)
         finally:

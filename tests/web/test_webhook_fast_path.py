@@ -112,3 +112,23 @@ def test_a_caller_request_id_that_does_not_match_is_replaced(app, seed_album, pu
     response = answer(app, body, signed(body), request_id="bad id with spaces")
     assert response.status_code == 200 and app.config["FLASK_VIEWS"] == []
     assert response.headers["X-Request-Id"] != "bad id with spaces" and len(response.headers["X-Request-Id"]) == 36
+
+
+def test_a_broker_that_refuses_is_tried_once_and_answered_503_by_flask(app, seed_album, monkeypatch):
+    """A black-holed broker costs the publish its timeout: the Flask view answers the fast path's
+    failure instead of waiting for the broker a second time."""
+    from common.enqueue import BrokerUnavailable
+    from web import webhook
+
+    attempts: list[str] = []
+
+    def refuse(name, *_):
+        attempts.append(name)
+        raise BrokerUnavailable("connection refused")
+
+    monkeypatch.setattr(webhook, "publish_fast", refuse)
+    body = upload_body()
+    response = answer(app, body, signed(body))
+    assert response.status_code == 503 and response.get_json()["error"]["code"] == "broker_unavailable"
+    assert response.headers["Retry-After"] == "5"
+    assert attempts == ["album.ingest"] and app.config["FLASK_VIEWS"] == [1]
