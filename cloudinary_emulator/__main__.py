@@ -14,6 +14,8 @@ from cloudinary_emulator.settings import (
 
 ENV_PREFIX = "CLOUDINARY_EMULATOR_"
 FAULT_FLAGS = [f for f in Faults().to_dict()]
+#: What stands for the api secret in the URL line the emulator prints (see ``--print-secret``).
+SECRET_MASK = "<api-secret>"
 
 
 def env_default(name: str, default: Any) -> Any:
@@ -31,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cloud-name", help="default: from CLOUDINARY_URL, else demo")
     p.add_argument("--api-key", help="default: from CLOUDINARY_URL, else 123123123123")
     p.add_argument("--api-secret", help="default: from CLOUDINARY_URL, else emulator-secret")
+    p.add_argument("--print-secret", action="store_true",
+                   help="write the api secret into the CLOUDINARY_URL line on stdout (for a parent that reads "
+                        f"it from a pipe); by default it is {SECRET_MASK}, since stdout usually ends in a log")
     p.add_argument("--public-host", default=env_default("public_host", None),
                    help="host:port written into delivery URLs (default: the request's Host)")
     p.add_argument("--max-file-size", type=int,
@@ -75,11 +80,12 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         notification_timeout=args.notification_timeout, threads=args.threads, faults=faults)
 
 
-def client_url(settings: Settings, port: int) -> str:
+def client_url(settings: Settings, port: int, reveal_secret: bool = True) -> str:
     """The CLOUDINARY_URL a client uses: API via upload_prefix, delivery via cname."""
     host = settings.host if settings.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
     where = settings.public_host or f"{host}:{port}"
-    return (f"cloudinary://{settings.api_key}:{settings.api_secret}@{settings.cloud_name}"
+    secret = settings.api_secret if reveal_secret else SECRET_MASK
+    return (f"cloudinary://{settings.api_key}:{secret}@{settings.cloud_name}"
             f"?upload_prefix=http://{where}&cname={where}&secure=false")
 
 
@@ -105,7 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         app, host=settings.host, port=settings.port, threads=settings.threads,
         max_request_body_size=body_limit, ident="cloudinary-emulator", channel_timeout=60)
     port = int(server.effective_port)  # type: ignore[union-attr]
-    print(f"CLOUDINARY_URL={client_url(settings, port)}", flush=True)
+    # stdout usually ends in a log (honcho's, a supervisor's): the secret only when asked for.
+    print(f"CLOUDINARY_URL={client_url(settings, port, reveal_secret=args.print_secret)}", flush=True)
 
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt

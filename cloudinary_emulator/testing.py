@@ -61,7 +61,7 @@ class EmulatorProcess:
         cmd = [sys.executable, "-m", "cloudinary_emulator", "--host", "127.0.0.1",
                "--port", str(self.port), "--data-dir", str(self.data_dir),
                "--cloud-name", self.cloud_name, "--api-key", self.api_key,
-               "--api-secret", self.api_secret]
+               "--api-secret", self.api_secret, "--print-secret"]
         for name, value in self.faults.items():
             cmd += ["--" + name.replace("_", "-"), str(value)]
         return cmd + self.extra_args

@@ -252,7 +252,7 @@ class Cluster:
             "--data-dir", str(data_dir), "--threads", "16",
             # Cloudinary retries a notification for minutes; a few tries over ~30 s here.
             "--notification-retries", "5", "--notification-retry-delay", "1", "--notification-timeout", "5",
-        ], env, keep_stdout=False)  # its stdout is the CLOUDINARY_URL line, secret included
+        ], env, keep_stdout=False)  # its stdout is the CLOUDINARY_URL line (secret masked) and nothing else
 
     def _wait_data_tier(self) -> None:
         wait_for(lambda: _tcp_open(ADDRESSES["data"], PG_PORT), 120, what="PostgreSQL")
