@@ -28,12 +28,32 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
+#: Celery's routine INFO lines about a task: beat sending it, a worker receiving it, its success.
+_ROUTINE_LOGGERS = frozenset({"celery.beat", "celery.worker.strategy", "celery.app.trace"})
+#: The tasks beat sends every few seconds (celeryconfig.beat_schedule): heal, fold_views.
+HOUSEKEEPING_TASKS = ("album.heal", "album.fold_views")
+
+
+class QuietHousekeeping(logging.Filter):
+    """Drops the routine INFO lines of the housekeeping tasks: six lines every 5-10 s would bury
+    the lines about photos in ``make run``'s output and in every worker's log. Their warnings and
+    errors (a failed heal) stay, all of them at ``--loglevel DEBUG``; Flower shows every run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or record.name not in _ROUTINE_LOGGERS:
+            return True
+        message = record.getMessage()
+        return not any(name in message for name in HOUSEKEEPING_TASKS)
+
+
 def setup_logging(level: int = logging.INFO) -> None:
     root = logging.getLogger()
     if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
         return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    if level > logging.DEBUG:  # ``--loglevel DEBUG`` shows them
+        handler.addFilter(QuietHousekeeping())
     root.addHandler(handler)
     root.setLevel(level)
     logging.getLogger("alembic").setLevel(logging.WARNING)

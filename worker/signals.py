@@ -3,6 +3,7 @@ web request that caused a task follows it into the logs (``common.celery_app`` p
 the headers of every task sent, tasks' follow-ups included)."""
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery.signals import setup_logging, task_postrun, task_prerun, worker_init, worker_process_init
@@ -26,8 +27,10 @@ def _size_cloudinary_pool(sender: Any = None, **_: Any) -> None:
 
 
 @setup_logging.connect
-def _logging(**_: Any) -> None:
-    setup_json_logging()
+def _logging(loglevel: Any = None, **_: Any) -> None:
+    # celery's --loglevel: a name ("INFO") or a number.
+    level = logging.getLevelName(loglevel.upper()) if isinstance(loglevel, str) else loglevel
+    setup_json_logging(level if isinstance(level, int) else logging.INFO)
 
 
 @task_prerun.connect
