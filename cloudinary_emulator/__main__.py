@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds before the first retry; doubles each time")
     p.add_argument("--notification-timeout", type=float,
                    default=float(env_default("notification_timeout", 10.0)))
-    p.add_argument("--threads", type=int, default=int(env_default("threads", 16)))
+    p.add_argument("--threads", type=int, default=int(env_default("threads", 64)),
+                   help="request threads; each call hung by the hang_calls fault holds one")
     p.add_argument("--log-level", default=env_default("log_level", "INFO"))
     for name in FAULT_FLAGS:
         p.add_argument("--" + name.replace("_", "-"), dest=name,

@@ -38,6 +38,7 @@ class EmulatorState:
         self.cursor_key = hashlib.sha256(b"cursor" + settings.api_secret.encode()).digest()
 
     def shutdown(self) -> None:
+        self.faults.close()
         self.jobs.shutdown(wait=False, cancel_futures=True)
         self.notifier.shutdown()
         self.storage.close()
@@ -55,6 +56,13 @@ def public_host() -> str:
 def check_cloud(cloud: str) -> None:
     if cloud != state().settings.cloud_name:
         raise CloudinaryError(401, f"Invalid cloud_name {cloud}")
+
+
+def wait_out_cut_link() -> None:
+    """A call from a backend (see ``Faults.hang_calls``): no answer while the link is cut. Called
+    before the call is counted or charged: it reaches Cloudinary only when the link is back."""
+    st = state()
+    st.faults.hang(on_hang=st.stats.hung)
 
 
 def inject_api_faults(action: str = "") -> None:

@@ -24,6 +24,7 @@ class Stats:
             self._uploads = 0
             self._rate_limited = 0
             self._errors_injected = 0
+            self._hung = 0
 
     def call(self, kind: str) -> None:
         with self._lock:
@@ -45,6 +46,10 @@ class Stats:
         with self._lock:
             self._errors_injected += 1
 
+    def hung(self) -> None:
+        with self._lock:
+            self._hung += 1
+
     def notification(self, outcome: str, count: int = 1) -> None:
         with self._lock:
             self._notifications[outcome] += count
@@ -58,4 +63,5 @@ class Stats:
                 "notifications": dict(self._notifications),
                 "rate_limited": self._rate_limited,
                 "errors_injected": self._errors_injected,
+                "hung": self._hung,
             }

@@ -16,7 +16,7 @@ from cloudinary_emulator.testing import EmulatorProcess, NotificationReceiver
 
 DEFAULTS = {"latency_ms": 0.0, "error_rate": 0.0, "explicit_error_rate": 0.0, "admin_budget": 500,
             "admin_window_seconds": 3600.0, "drop_notifications": 0.0,
-            "duplicate_notifications": 0.0, "duplicate_copies": 2}
+            "duplicate_notifications": 0.0, "duplicate_copies": 2, "hang_calls": 0.0}
 
 
 def test_faults_round_trip(emu: EmulatorProcess) -> None:
@@ -86,5 +86,41 @@ def test_stats_shape(emu: EmulatorProcess) -> None:
                                    "admin_resource", "admin_resources", "admin_resources_by_tag",
                                    "admin_delete_resources", "admin_upload_presets", "delivery"}
     assert set(stats["notifications"]) == {"sent", "failed", "dropped", "duplicated"}
-    for key in ("admin_calls", "uploads", "rate_limited"):
+    for key in ("admin_calls", "uploads", "rate_limited", "hung"):
         assert stats[key] == 0
+
+
+def test_hang_calls_holds_backend_calls_while_uploads_go_on(emu: EmulatorProcess, photos: Path) -> None:
+    """The workers' link cut: 40 explicit/destroy calls and an Admin call get no answer at all
+    (the emulator holds them all, and still takes uploads and control calls); set back to 0,
+    every hung call goes through and is answered."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    uploaded = [cloudinary.uploader.upload(str(photos / "astronaut-small.jpg"), public_id=f"h{i}")["public_id"]
+                for i in range(2)]
+    emu.set_faults(hang_calls=1.0)
+    with pytest.raises(Exception, match="(?i)timed? ?out"):  # a client with a short timeout gives up
+        cloudinary.uploader.explicit(uploaded[0], type="upload", eager=[{"width": 10}], timeout=1)
+    pool = ThreadPoolExecutor(42)
+    try:
+        calls = [pool.submit(cloudinary.uploader.explicit, uploaded[0], type="upload", eager=[{"width": 10}], timeout=60)
+                 for _ in range(40)]
+        calls.append(pool.submit(cloudinary.api.resource, uploaded[0], timeout=60))
+        calls.append(pool.submit(cloudinary.uploader.destroy, uploaded[1], timeout=60))
+        emu.wait_for_stats(lambda s: s["hung"] >= 43, timeout=20)
+        started = time.monotonic()
+        assert cloudinary.uploader.upload(str(photos / "astronaut-small.jpg"), public_id="h2")["public_id"] == "h2"
+        assert time.monotonic() - started < 5
+        assert requests.get(emu.base_url + "/_emulator/health", timeout=5).json()["status"] == "ok"
+        assert not any(c.done() for c in calls)
+        stats = emu.stats()  # not counted (nor charged) until they go through
+        assert (stats["calls"]["explicit"], stats["calls"]["destroy"], stats["admin_calls"]) == (0, 0, 0)
+        time.sleep(1)
+        assert not any(c.done() for c in calls)
+        emu.set_faults(hang_calls=0)
+        results = [c.result(timeout=20) for c in calls]
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    assert all(r["public_id"] == uploaded[0] for r in results[:41])
+    assert results[41]["result"] == "ok"
+    emu.wait_for_stats(lambda s: (s["calls"]["explicit"], s["calls"]["destroy"], s["admin_calls"], s["hung"]) == (41, 1, 1, 43))
