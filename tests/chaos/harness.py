@@ -33,7 +33,7 @@ from tests.redis_server import RedisServer
 
 #: The faults every scenario starts from: none.
 NO_FAULTS = dict(latency_ms=0, error_rate=0, explicit_error_rate=0, drop_notifications=0, duplicate_notifications=0, duplicate_copies=2,
-                 admin_budget=500, admin_window_seconds=3600)
+                 admin_budget=500, admin_window_seconds=3600, hang_calls=0)
 COVER_SIZE = 4
 
 
@@ -54,6 +54,11 @@ class ChaosStack(Stack):
         super().start()
         self.start_fast()
         self.io = self.start_worker("io", pool="threads", concurrency=self.io_concurrency, queues="io")
+
+    @property
+    def call_timeout(self) -> float:
+        """How long the workers' Cloudinary calls wait for an answer (``CLOUDINARY_CALL_TIMEOUT``)."""
+        return float(self.extra_env.get("CLOUDINARY_CALL_TIMEOUT", 30))
 
     def purge_queues(self) -> None:
         pass  # a fresh private Redis
@@ -141,7 +146,7 @@ class Burst:
         with ThreadPoolExecutor(self.threads) as pool:
             list(pool.map(lambda p: self.upload_one(form, p), self.files))
         if self._fault_thread is not None:
-            self._fault_thread.join(timeout=120)
+            self._fault_thread.join(timeout=300)
         self.cleared = max(self.cleared, time.monotonic())
         # The client says it is done, as every client of the upload form does; if the API cannot
         # answer right now (a web host restarting), it tries again.
@@ -280,6 +285,21 @@ def explicit_outage(seconds: float) -> Callable[[Burst], None]:
     return fault
 
 
+def cloudinary_hangs(call_timeouts: float) -> Callable[[Burst], None]:
+    """The workers' link to Cloudinary cut for ``call_timeouts`` times their call timeout: every
+    ``explicit``, ``destroy`` and Admin API call gets no answer at all (each io thread waits out
+    the timeout), while clients' uploads go on and Cloudinary's webhooks still arrive; then the
+    link is back and the calls still hung go through."""
+    def fault(burst: Burst) -> None:
+        seconds = call_timeouts * burst.stack.call_timeout
+        burst.stack.emulator.set_faults(hang_calls=1.0)
+        try:
+            time.sleep(seconds)
+        finally:
+            burst.stack.emulator.set_faults(hang_calls=0.0)
+    return fault
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
@@ -307,6 +327,9 @@ SCENARIOS = [
     # (2 + 3 + 4.5 ... s of pauses, less jitter) 62-70 s in, and would wait 25-34 s more.
     Scenario("Cloudinary's explicit failing every call for 75 s", fault=explicit_outage(75),
              converge_within_heals=6),
+    # The calls time out (CLOUDINARY_CALL_TIMEOUT: 5 s in the suite, 30 s on default timers)
+    # four times over: 20 s in the suite, 120 s in bench/chaos.py.
+    Scenario("Cloudinary hangs (no answer) for 4 call timeouts", fault=cloudinary_hangs(4)),
 ]
 
 

@@ -4,8 +4,9 @@ and a threads io worker as separate processes, beat, the emulator over HTTP, a r
 is SIGKILLed and restarted empty). Each asserts what a user relies on and prints how long the
 album took to converge. bench/chaos.py runs the same scenarios at N=500 on default timers.
 
-Timers are shortened (a 5 s stage lease, heal every 2 s; the visibility timeout is the default 120 s) so that the
-suite fits in CI; the mechanisms are the production ones."""
+Timers are shortened (a 5 s stage lease, heal every 2 s, Cloudinary calls time out after 5 s; the
+visibility timeout is the default 120 s) so that the suite fits in CI; the mechanisms are the
+production ones."""
 from __future__ import annotations
 
 from typing import Iterator
@@ -23,6 +24,7 @@ COUNT_WITHIN = 30.0
 SETTINGS = {
     "STAGE_LEASE": "5", "HEAL_INTERVAL": "2",
     "RECOUNT_DEBOUNCE": "2", "RECONCILE_COALESCE": "2", "ADMIN_BUDGET_RESERVE": "2",
+    "CLOUDINARY_CALL_TIMEOUT": "5",
 }
 
 
