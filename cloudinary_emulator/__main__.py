@@ -104,7 +104,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     body_limit = settings.max_file_size * 4 + 16 * 1024 * 1024
     server = waitress.server.create_server(
         app, host=settings.host, port=settings.port, threads=settings.threads,
-        max_request_body_size=body_limit, ident="cloudinary-emulator", channel_timeout=60)
+        max_request_body_size=body_limit, ident="cloudinary-emulator", channel_timeout=60,
+        # A channel stays readable while its request runs, so that a client closing the
+        # connection is seen (``waitress.client_disconnected``): a call hung by ``hang_calls``
+        # then frees its thread.
+        channel_request_lookahead=1)
     port = int(server.effective_port)  # type: ignore[union-attr]
     print(f"CLOUDINARY_URL={client_url(settings, port)}", flush=True)
 

@@ -29,8 +29,8 @@ class Faults:
     #: The workers' link cut: this fraction of the calls a backend makes (Upload API calls other
     #: than ``upload``, and every Admin API call) gets no answer at all while it is above 0, the
     #: connection accepted and left open. Set back to 0, the hung calls go through and are
-    #: answered, as requests whose packets are delivered once a cut link is back. Uploads (the
-    #: clients') and notifications go on meanwhile.
+    #: answered, as requests whose packets are delivered once a cut link is back; a call whose
+    #: client gave up meanwhile is dropped. Uploads (the clients') and notifications go on.
     hang_calls: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -40,6 +40,8 @@ class Faults:
 _FRACTIONS = {"error_rate", "explicit_error_rate", "drop_notifications", "duplicate_notifications", "hang_calls"}
 #: The longest a call hangs, whatever the fault says: no request thread is held for ever.
 HANG_LIMIT = 600.0
+#: How often a hung call looks whether its client has given up.
+HANG_POLL = 0.25
 
 
 def validated(current: Faults, changes: dict[str, Any]) -> Faults:
@@ -99,22 +101,27 @@ class FaultState:
             self._faults = faults
             self._lock.notify_all()
 
-    def hang(self, limit: float = HANG_LIMIT, on_hang: Callable[[], None] | None = None) -> bool:
+    def hang(self, limit: float = HANG_LIMIT, on_hang: Callable[[], None] | None = None,
+             client_gone: Callable[[], bool] | None = None) -> str | None:
         """Hold the calling request thread while ``hang_calls`` picks it, until the fault is set
-        back to 0, the emulator shuts down, or ``limit`` seconds pass. True if it hung."""
+        back to 0 (``"answered"``: the call goes on), the client gives up and closes the
+        connection (``"gone"``: nothing to answer, the thread is free again), the emulator shuts
+        down, or ``limit`` seconds pass. None if the call does not hang."""
         with self._lock:
             rate = self._faults.hang_calls
             if rate <= 0 or self._closed or (rate < 1 and self._rng.random() >= rate):
-                return False
+                return None
             if on_hang is not None:
                 on_hang()
             deadline = time.monotonic() + limit
             while self._faults.hang_calls > 0 and not self._closed:
+                if client_gone is not None and client_gone():
+                    return "gone"
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                self._lock.wait(left)
-            return True
+                self._lock.wait(min(left, HANG_POLL))
+            return "answered"
 
     def close(self) -> None:
         """Let every hung call go (the server is stopping)."""

@@ -60,9 +60,14 @@ def check_cloud(cloud: str) -> None:
 
 def wait_out_cut_link() -> None:
     """A call from a backend (see ``Faults.hang_calls``): no answer while the link is cut. Called
-    before the call is counted or charged: it reaches Cloudinary only when the link is back."""
+    before the call is counted or charged: it reaches Cloudinary only when the link is back. A
+    call whose client gave up meanwhile (its timeout) is dropped unanswered, so that hung calls
+    never hold more request threads than there are clients waiting (waitress tells through
+    ``channel_request_lookahead``, see ``__main__``)."""
     st = state()
-    st.faults.hang(on_hang=st.stats.hung)
+    gone = request.environ.get("waitress.client_disconnected")
+    if st.faults.hang(on_hang=st.stats.hung, client_gone=gone) == "gone":
+        raise CloudinaryError(499, "Client closed the connection")
 
 
 def inject_api_faults(action: str = "") -> None:
