@@ -25,6 +25,7 @@ class Stats:
             self._rate_limited = 0
             self._errors_injected = 0
             self._hung = 0
+            self._hung_given_up = 0
 
     def call(self, kind: str) -> None:
         with self._lock:
@@ -50,6 +51,10 @@ class Stats:
         with self._lock:
             self._hung += 1
 
+    def hung_given_up(self) -> None:
+        with self._lock:
+            self._hung_given_up += 1
+
     def notification(self, outcome: str, count: int = 1) -> None:
         with self._lock:
             self._notifications[outcome] += count
@@ -64,4 +69,5 @@ class Stats:
                 "rate_limited": self._rate_limited,
                 "errors_injected": self._errors_injected,
                 "hung": self._hung,
+                "hung_given_up": self._hung_given_up,
             }

@@ -42,6 +42,8 @@ def chaos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosStack]:
 def test_every_photo_converges(chaos: ChaosStack, scenario: Scenario, tmp_path) -> None:
     outcome: Outcome = run(chaos, scenario, PHOTOS, tmp_path, timeout=CONVERGE_WITHIN + 60)
     print(f"\n{Outcome.HEADER}\n{outcome.row()}")
+    if scenario.calls_time_out:
+        print(f"worker calls that hung until they timed out: {outcome.calls_given_up}")
     assert outcome.missing == 0, outcome
     assert outcome.rows == PHOTOS, outcome  # each photo once
     # Every fault here is one a retry can outlast: nothing may end failed.
@@ -49,6 +51,8 @@ def test_every_photo_converges(chaos: ChaosStack, scenario: Scenario, tmp_path) 
     assert outcome.ready == PHOTOS, outcome
     assert outcome.images_count == PHOTOS and outcome.cover_exact, outcome
     assert outcome.rate_limited == 0 and outcome.admin_calls <= outcome.admin_budget, outcome
+    if scenario.calls_time_out:
+        assert outcome.calls_given_up > 0, outcome  # the calls did wait out CLOUDINARY_CALL_TIMEOUT
     heals = scenario.converge_within_heals
     assert outcome.converged_after <= (heals * float(SETTINGS["HEAL_INTERVAL"]) if heals else CONVERGE_WITHIN), outcome
     assert outcome.count_lag <= COUNT_WITHIN, outcome
