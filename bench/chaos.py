@@ -48,7 +48,7 @@ def main() -> None:
     # The product's defaults, but for ADMIN_BUDGET_RESERVE, which is capped at a tenth of the
     # emulator's budget anyway, and the io worker's Procfile concurrency. Named here: the e2e
     # stack underneath sets short timers of its own (a 4 s lease, heal every 1 s, a 20 s
-    # visibility timeout), which runs before 2026-11-28 07:00 UTC used by mistake.
+    # visibility timeout), which the runs recorded up to commit 12a3242 used by mistake.
     defaults = Settings()
     timers = {"STAGE_LEASE": defaults.stage_lease, "HEAL_INTERVAL": defaults.heal_interval,
               "BROKER_VISIBILITY_TIMEOUT": defaults.broker_visibility_timeout,

@@ -4,8 +4,8 @@ and a threads io worker as separate processes, beat, the emulator over HTTP, a r
 is SIGKILLed and restarted empty). Each asserts what a user relies on and prints how long the
 album took to converge. bench/chaos.py runs the same scenarios at N=500 on default timers.
 
-Timers are shortened (a 5 s stage lease, heal every 2 s, Cloudinary calls time out after 5 s; the
-visibility timeout is the default 120 s) so that the suite fits in CI; the mechanisms are the
+Timers are shortened (a 5 s stage lease, heal every 2 s, Cloudinary calls time out after 5 s, and
+the e2e stack's 20 s visibility timeout) so that the suite fits in CI; the mechanisms are the
 production ones."""
 from __future__ import annotations
 
