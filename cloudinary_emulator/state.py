@@ -67,7 +67,7 @@ def wait_out_cut_link() -> None:
     st = state()
     gone = request.environ.get("waitress.client_disconnected")
     if st.faults.hang(on_hang=st.stats.hung, client_gone=gone) == "gone":
-        st.stats.hung_given_up()
+        st.stats.hung(given_up=True)
         raise CloudinaryError(499, "Client closed the connection")
 
 

@@ -47,13 +47,13 @@ class Stats:
         with self._lock:
             self._errors_injected += 1
 
-    def hung(self) -> None:
+    def hung(self, given_up: bool = False) -> None:
+        """A call held by ``hang_calls`` (``given_up``: one whose client then gave up, dropped)."""
         with self._lock:
-            self._hung += 1
-
-    def hung_given_up(self) -> None:
-        with self._lock:
-            self._hung_given_up += 1
+            if given_up:
+                self._hung_given_up += 1
+            else:
+                self._hung += 1
 
     def notification(self, outcome: str, count: int = 1) -> None:
         with self._lock:

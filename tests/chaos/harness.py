@@ -274,16 +274,19 @@ def several_at_once(restart_after: float, down_for: float) -> Callable[[Burst], 
     return fault
 
 
+def _emulator_fault_for(burst: Burst, name: str, seconds: float) -> None:
+    """The emulator's fault ``name`` fully on for ``seconds``, then off."""
+    burst.stack.emulator.set_faults(**{name: 1.0})
+    try:
+        time.sleep(seconds)
+    finally:
+        burst.stack.emulator.set_faults(**{name: 0.0})
+
+
 def explicit_outage(seconds: float) -> Callable[[Burst], None]:
     """Every ``explicit`` call (thumbnails, analysis) answers 500 for ``seconds`` while uploads
     go on, then Cloudinary works again."""
-    def fault(burst: Burst) -> None:
-        burst.stack.emulator.set_faults(explicit_error_rate=1.0)
-        try:
-            time.sleep(seconds)
-        finally:
-            burst.stack.emulator.set_faults(explicit_error_rate=0.0)
-    return fault
+    return lambda burst: _emulator_fault_for(burst, "explicit_error_rate", seconds)
 
 
 def cloudinary_hangs(call_timeouts: float) -> Callable[[Burst], None]:
@@ -291,14 +294,7 @@ def cloudinary_hangs(call_timeouts: float) -> Callable[[Burst], None]:
     ``explicit``, ``destroy`` and Admin API call gets no answer at all (each io thread waits out
     the timeout), while clients' uploads go on and Cloudinary's webhooks still arrive; then the
     link is back and the calls still hung go through."""
-    def fault(burst: Burst) -> None:
-        seconds = call_timeouts * burst.stack.call_timeout
-        burst.stack.emulator.set_faults(hang_calls=1.0)
-        try:
-            time.sleep(seconds)
-        finally:
-            burst.stack.emulator.set_faults(hang_calls=0.0)
-    return fault
+    return lambda burst: _emulator_fault_for(burst, "hang_calls", call_timeouts * burst.stack.call_timeout)
 
 
 @dataclass(frozen=True)
