@@ -40,13 +40,21 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-chaos-"))
     database_url = args.database_url or f"sqlite:///{tmp / 'bench.db'}"
     os.environ.update({"APP_ENV": "bench", "DATABASE_URL": database_url, "JWT_SECRET": JWT_SECRET})
+    from common.config import Settings
     from common.migrate import upgrade
     from tests.chaos.harness import SCENARIOS, ChaosStack, Outcome, run
 
     upgrade(database_url)
     # The product's defaults, but for ADMIN_BUDGET_RESERVE, which is capped at a tenth of the
-    # emulator's budget anyway, and the io worker's Procfile concurrency.
-    stack = ChaosStack(tmp, JWT_SECRET, settings={}, io_concurrency=16)
+    # emulator's budget anyway, and the io worker's Procfile concurrency. Named here: the e2e
+    # stack underneath sets short timers of its own (a 4 s lease, heal every 1 s, a 20 s
+    # visibility timeout), which the runs recorded up to commit 12a3242 used by mistake.
+    defaults = Settings()
+    timers = {"STAGE_LEASE": defaults.stage_lease, "HEAL_INTERVAL": defaults.heal_interval,
+              "BROKER_VISIBILITY_TIMEOUT": defaults.broker_visibility_timeout,
+              "CLOUDINARY_CALL_TIMEOUT": defaults.cloudinary_call_timeout,
+              "RECOUNT_DEBOUNCE": defaults.recount_debounce, "RECONCILE_COALESCE": defaults.reconcile_coalesce}
+    stack = ChaosStack(tmp, JWT_SECRET, settings={k: f"{v:g}" for k, v in timers.items()}, io_concurrency=16)
     scenarios = [s for s in SCENARIOS if not args.only or args.only in s.name]
     outcomes: list[Outcome] = []
     started = time.monotonic()
@@ -64,7 +72,7 @@ def main() -> None:
     print()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
           f"database: {database_url.split(':', 1)[0]}; {args.photos} photos per scenario; "
-          f"default timers (STAGE_LEASE 30 s, HEAL_INTERVAL 10 s, BROKER_VISIBILITY_TIMEOUT 120 s); "
+          f"default timers ({', '.join(f'{k} {v:g} s' for k, v in timers.items())}); "
           f"{time.monotonic() - started:.0f} s in all")
     print(Outcome.HEADER)
     for outcome in outcomes:

@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds before the first retry; doubles each time")
     p.add_argument("--notification-timeout", type=float,
                    default=float(env_default("notification_timeout", 10.0)))
-    p.add_argument("--threads", type=int, default=int(env_default("threads", 16)))
+    p.add_argument("--threads", type=int, default=int(env_default("threads", 64)),
+                   help="request threads; each call hung by the hang_calls fault holds one")
     p.add_argument("--log-level", default=env_default("log_level", "INFO"))
     for name in FAULT_FLAGS:
         p.add_argument("--" + name.replace("_", "-"), dest=name,
@@ -109,7 +110,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     body_limit = settings.max_file_size * 4 + 16 * 1024 * 1024
     server = waitress.server.create_server(
         app, host=settings.host, port=settings.port, threads=settings.threads,
-        max_request_body_size=body_limit, ident="cloudinary-emulator", channel_timeout=60)
+        max_request_body_size=body_limit, ident="cloudinary-emulator", channel_timeout=60,
+        # A channel stays readable while its request runs, so that a client closing the
+        # connection is seen (``waitress.client_disconnected``): a call hung by ``hang_calls``
+        # then frees its thread.
+        channel_request_lookahead=1)
     port = int(server.effective_port)  # type: ignore[union-attr]
     # stdout usually ends in a log (honcho's, a supervisor's): the secret only when asked for.
     print(f"CLOUDINARY_URL={client_url(settings, port, reveal_secret=args.print_secret)}", flush=True)

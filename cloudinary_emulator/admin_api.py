@@ -20,7 +20,7 @@ from cloudinary_emulator.errors import CloudinaryError, error_response
 from cloudinary_emulator.faults import BudgetDecision
 from cloudinary_emulator.params import RESOURCE_TYPES, is_true, validate_type
 from cloudinary_emulator.resources import asset_response, derived_entry, listing_entry
-from cloudinary_emulator.state import check_cloud, inject_api_faults, state
+from cloudinary_emulator.state import check_cloud, inject_api_faults, state, wait_out_cut_link
 from cloudinary_emulator.storage import Asset, Listing, sort_key
 from cloudinary_emulator.urls import DELIVERY_TYPES
 
@@ -41,6 +41,7 @@ def admin_call(kind: str) -> Callable[[Callable[..., Any]], Callable[..., Respon
     def decorate(view: Callable[..., Any]) -> Callable[..., Response]:
         @wraps(view)
         def wrapper(cloud: str, **kwargs: Any) -> Response:
+            wait_out_cut_link()
             st = state()
             st.stats.call(kind)
             st.stats.admin_call()

@@ -5,7 +5,7 @@ import random
 import threading
 import time
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Callable
 
 
 class FaultError(ValueError):
@@ -26,12 +26,22 @@ class Faults:
     drop_notifications: float = 0.0
     duplicate_notifications: float = 0.0
     duplicate_copies: int = 2
+    #: The workers' link cut: this fraction of the calls a backend makes (Upload API calls other
+    #: than ``upload``, and every Admin API call) gets no answer at all while it is above 0, the
+    #: connection accepted and left open. Set back to 0, the hung calls go through and are
+    #: answered, as requests whose packets are delivered once a cut link is back; a call whose
+    #: client gave up meanwhile is dropped. Uploads (the clients') and notifications go on.
+    hang_calls: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-_FRACTIONS = {"error_rate", "explicit_error_rate", "drop_notifications", "duplicate_notifications"}
+_FRACTIONS = {"error_rate", "explicit_error_rate", "drop_notifications", "duplicate_notifications", "hang_calls"}
+#: The longest a call hangs, whatever the fault says: no request thread is held for ever.
+HANG_LIMIT = 600.0
+#: How often a hung call looks whether its client has given up.
+HANG_POLL = 0.25
 
 
 def validated(current: Faults, changes: dict[str, Any]) -> Faults:
@@ -71,9 +81,10 @@ class FaultState:
     """The live fault settings, shared by all request threads."""
 
     def __init__(self, initial: Faults) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()  # notified when the faults change (hung calls wake up)
         self._faults = initial
         self._rng = random.Random()
+        self._closed = False
 
     def get(self) -> Faults:
         with self._lock:
@@ -82,11 +93,41 @@ class FaultState:
     def update(self, changes: dict[str, Any]) -> Faults:
         with self._lock:
             self._faults = validated(self._faults, changes)
+            self._lock.notify_all()
             return self._faults
 
     def replace(self, faults: Faults) -> None:
         with self._lock:
             self._faults = faults
+            self._lock.notify_all()
+
+    def hang(self, limit: float = HANG_LIMIT, on_hang: Callable[[], None] | None = None,
+             client_gone: Callable[[], bool] | None = None) -> str | None:
+        """Hold the calling request thread while ``hang_calls`` picks it, until the fault is set
+        back to 0 (``"answered"``: the call goes on), the client gives up and closes the
+        connection (``"gone"``: nothing to answer, the thread is free again), the emulator shuts
+        down, or ``limit`` seconds pass. None if the call does not hang."""
+        with self._lock:
+            rate = self._faults.hang_calls
+            if rate <= 0 or self._closed or (rate < 1 and self._rng.random() >= rate):
+                return None
+            if on_hang is not None:
+                on_hang()
+            deadline = time.monotonic() + limit
+            while self._faults.hang_calls > 0 and not self._closed:
+                if client_gone is not None and client_gone():
+                    return "gone"
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._lock.wait(min(left, HANG_POLL))
+            return "answered"
+
+    def close(self) -> None:
+        """Let every hung call go (the server is stopping)."""
+        with self._lock:
+            self._closed = True
+            self._lock.notify_all()
 
     def chance(self, probability: float) -> bool:
         """True with the given probability; exact at 0 and 1 so tests need no luck."""

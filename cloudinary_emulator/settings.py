@@ -34,7 +34,8 @@ class Settings:
     notification_retry_delay: float = 0.5
     notification_timeout: float = 10.0
     notification_workers: int = 4
-    threads: int = 16
+    #: Request threads: a call hung by ``hang_calls`` holds one, so there are plenty.
+    threads: int = 64
     faults: Faults = field(default_factory=Faults)
 
     @property

@@ -38,6 +38,7 @@ class EmulatorState:
         self.cursor_key = hashlib.sha256(b"cursor" + settings.api_secret.encode()).digest()
 
     def shutdown(self) -> None:
+        self.faults.close()
         self.jobs.shutdown(wait=False, cancel_futures=True)
         self.notifier.shutdown()
         self.storage.close()
@@ -55,6 +56,19 @@ def public_host() -> str:
 def check_cloud(cloud: str) -> None:
     if cloud != state().settings.cloud_name:
         raise CloudinaryError(401, f"Invalid cloud_name {cloud}")
+
+
+def wait_out_cut_link() -> None:
+    """A call from a backend (see ``Faults.hang_calls``): no answer while the link is cut. Called
+    before the call is counted or charged: it reaches Cloudinary only when the link is back. A
+    call whose client gave up meanwhile (its timeout) is dropped unanswered, so that hung calls
+    never hold more request threads than there are clients waiting (waitress tells through
+    ``channel_request_lookahead``, see ``__main__``)."""
+    st = state()
+    gone = request.environ.get("waitress.client_disconnected")
+    if st.faults.hang(on_hang=st.stats.hung, client_gone=gone) == "gone":
+        st.stats.hung(given_up=True)
+        raise CloudinaryError(499, "Client closed the connection")
 
 
 def inject_api_faults(action: str = "") -> None:

@@ -24,6 +24,8 @@ class Stats:
             self._uploads = 0
             self._rate_limited = 0
             self._errors_injected = 0
+            self._hung = 0
+            self._hung_given_up = 0
 
     def call(self, kind: str) -> None:
         with self._lock:
@@ -45,6 +47,14 @@ class Stats:
         with self._lock:
             self._errors_injected += 1
 
+    def hung(self, given_up: bool = False) -> None:
+        """A call held by ``hang_calls`` (``given_up``: one whose client then gave up, dropped)."""
+        with self._lock:
+            if given_up:
+                self._hung_given_up += 1
+            else:
+                self._hung += 1
+
     def notification(self, outcome: str, count: int = 1) -> None:
         with self._lock:
             self._notifications[outcome] += count
@@ -58,4 +68,6 @@ class Stats:
                 "notifications": dict(self._notifications),
                 "rate_limited": self._rate_limited,
                 "errors_injected": self._errors_injected,
+                "hung": self._hung,
+                "hung_given_up": self._hung_given_up,
             }

@@ -27,7 +27,7 @@ from cloudinary_emulator.params import (
     RESOURCE_TYPES, form_params, is_true, iso_utc, parse_context, parse_tags, validate_public_id,
     validate_type)
 from cloudinary_emulator.resources import asset_response
-from cloudinary_emulator.state import check_cloud, inject_api_faults, public_host, state
+from cloudinary_emulator.state import check_cloud, inject_api_faults, public_host, state, wait_out_cut_link
 from cloudinary_emulator.media import identify
 from cloudinary_emulator.storage import Asset
 
@@ -387,6 +387,8 @@ def upload_endpoint(cloud: str, resource_type: str, action: str) -> Response:
     allowed = RESOURCE_TYPES + ("auto",) if action == "upload" else RESOURCE_TYPES
     if handler is None or resource_type not in allowed:
         raise CloudinaryError(404, f"Unsupported action - {resource_type}/{action}")
+    if action != "upload":  # the clients' uploads go on through a cut link of the workers'
+        wait_out_cut_link()
     st.stats.call(action)
     check_cloud(cloud)
     inject_api_faults(action)

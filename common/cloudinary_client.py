@@ -43,8 +43,9 @@ def derived_transformations(resource_type: str) -> tuple[dict[str, Any], dict[st
     """(thumbnail, preview) transformations for an asset of ``resource_type``."""
     return (VIDEO_POSTER, VIDEO_PREVIEW) if resource_type == VIDEO else (THUMBNAIL, PREVIEW)
 #: Seconds any Cloudinary call may take (the SDK has no default: a hung call would hold a worker
-#: thread forever). Well below the broker's visibility timeout.
-CALL_TIMEOUT = 30
+#: thread forever). Well below the broker's visibility timeout. ``CLOUDINARY_CALL_TIMEOUT``
+#: (``Settings.cloudinary_call_timeout``) sets it when the SDK is configured.
+CALL_TIMEOUT: float = 30.0
 
 _configured_url: str | None = None
 #: Connections kept alive per Cloudinary host (``size_http_pool``); the io worker sets its concurrency.
@@ -180,6 +181,10 @@ def size_http_pool(connections: int) -> None:
 
 
 def ensure_configured(settings: Settings) -> None:
+    global CALL_TIMEOUT
+    if settings.cloudinary_call_timeout != CALL_TIMEOUT:
+        CALL_TIMEOUT = settings.cloudinary_call_timeout
+        cloudinary.config(timeout=CALL_TIMEOUT)  # the Admin API calls read it there
     configure(settings.cloudinary_url)
 
 

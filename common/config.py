@@ -77,6 +77,11 @@ class Settings:
     #: after this long. Above the longest task (Cloudinary calls time out after 30 s) plus the
     #: longest countdown held in the queue (a quarter of it, at most 60 s).
     broker_visibility_timeout: int = 120
+    #: Seconds any Cloudinary call may wait for its answer (the SDK has none: a hung call would
+    #: hold a worker thread for ever). A task makes at most two calls, which must fit the tasks'
+    #: soft time limit (``BROKER_VISIBILITY_TIMEOUT`` - 20 s). Shorter where a test stages a hung
+    #: Cloudinary.
+    cloudinary_call_timeout: float = 30.0
     #: Webhook: oldest accepted X-Cld-Timestamp (Cloudinary retries for minutes) and future skew.
     webhook_max_age: int = 7200
     webhook_max_skew: int = 300
@@ -139,6 +144,8 @@ class Settings:
         if self.broker_visibility_timeout < 20:
             # Tasks and their retry countdowns must fit well inside it, or they run twice.
             raise ConfigError(f"BROKER_VISIBILITY_TIMEOUT must be at least 20 s, got {self.broker_visibility_timeout}")
+        if not self.cloudinary_call_timeout >= 1:
+            raise ConfigError(f"CLOUDINARY_CALL_TIMEOUT must be at least 1 s, got {self.cloudinary_call_timeout:g}")
         if self.stage_lease < 1 or self.heal_interval <= 0:
             raise ConfigError("STAGE_LEASE must be at least 1 s and HEAL_INTERVAL above 0")
         if self.broker_url.startswith("sentinel://"):
@@ -192,6 +199,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         token_ttl=_int(env, "TOKEN_TTL", defaults.token_ttl),
         upload_form_ttl=_int(env, "UPLOAD_FORM_TTL", defaults.upload_form_ttl),
         broker_visibility_timeout=_int(env, "BROKER_VISIBILITY_TIMEOUT", defaults.broker_visibility_timeout),
+        cloudinary_call_timeout=_float(env, "CLOUDINARY_CALL_TIMEOUT", defaults.cloudinary_call_timeout),
         webhook_max_age=_int(env, "WEBHOOK_MAX_AGE", defaults.webhook_max_age),
         duplicate_threshold=_int(env, "DUPLICATE_THRESHOLD", defaults.duplicate_threshold),
         drop_same_bytes=_bool(env, "DROP_SAME_BYTES", defaults.drop_same_bytes),

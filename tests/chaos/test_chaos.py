@@ -4,8 +4,9 @@ and a threads io worker as separate processes, beat, the emulator over HTTP, a r
 is SIGKILLed and restarted empty). Each asserts what a user relies on and prints how long the
 album took to converge. bench/chaos.py runs the same scenarios at N=500 on default timers.
 
-Timers are shortened (a 5 s stage lease, heal every 2 s; the visibility timeout is the default 120 s) so that the
-suite fits in CI; the mechanisms are the production ones."""
+Timers are shortened (a 5 s stage lease, heal every 2 s, Cloudinary calls time out after 5 s, and
+the e2e stack's 20 s visibility timeout) so that the suite fits in CI; the mechanisms are the
+production ones."""
 from __future__ import annotations
 
 from typing import Iterator
@@ -23,6 +24,7 @@ COUNT_WITHIN = 30.0
 SETTINGS = {
     "STAGE_LEASE": "5", "HEAL_INTERVAL": "2",
     "RECOUNT_DEBOUNCE": "2", "RECONCILE_COALESCE": "2", "ADMIN_BUDGET_RESERVE": "2",
+    "CLOUDINARY_CALL_TIMEOUT": "5",
 }
 
 
@@ -40,6 +42,8 @@ def chaos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosStack]:
 def test_every_photo_converges(chaos: ChaosStack, scenario: Scenario, tmp_path) -> None:
     outcome: Outcome = run(chaos, scenario, PHOTOS, tmp_path, timeout=CONVERGE_WITHIN + 60)
     print(f"\n{Outcome.HEADER}\n{outcome.row()}")
+    if scenario.calls_time_out:
+        print(f"worker calls that hung until they timed out: {outcome.calls_given_up}")
     assert outcome.missing == 0, outcome
     assert outcome.rows == PHOTOS, outcome  # each photo once
     # Every fault here is one a retry can outlast: nothing may end failed.
@@ -47,6 +51,8 @@ def test_every_photo_converges(chaos: ChaosStack, scenario: Scenario, tmp_path) 
     assert outcome.ready == PHOTOS, outcome
     assert outcome.images_count == PHOTOS and outcome.cover_exact, outcome
     assert outcome.rate_limited == 0 and outcome.admin_calls <= outcome.admin_budget, outcome
+    if scenario.calls_time_out:
+        assert outcome.calls_given_up > 0, outcome  # the calls did wait out CLOUDINARY_CALL_TIMEOUT
     heals = scenario.converge_within_heals
     assert outcome.converged_after <= (heals * float(SETTINGS["HEAL_INTERVAL"]) if heals else CONVERGE_WITHIN), outcome
     assert outcome.count_lag <= COUNT_WITHIN, outcome

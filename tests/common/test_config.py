@@ -44,6 +44,14 @@ def test_bad_numbers_and_a_visibility_timeout_too_short_for_the_tasks_are_refuse
     assert load_settings({"BROKER_VISIBILITY_TIMEOUT": "120"}).queue_max_countdown == 30
 
 
+def test_the_cloudinary_call_timeout_is_30_s_unless_set():
+    assert load_settings({}).cloudinary_call_timeout == 30.0
+    assert load_settings({"CLOUDINARY_CALL_TIMEOUT": "4"}).cloudinary_call_timeout == 4.0
+    for bad in ("0.5", "nan", "soon"):
+        with pytest.raises(ConfigError, match="CLOUDINARY_CALL_TIMEOUT"):
+            load_settings({"CLOUDINARY_CALL_TIMEOUT": bad})
+
+
 def test_view_settings():
     defaults = load_settings({})
     assert (defaults.count_views, defaults.view_window, defaults.view_fold_interval) == (True, 1800, 5.0)
