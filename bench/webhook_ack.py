@@ -9,7 +9,7 @@ throughput on both, with p99 within 2x.
     python bench/webhook_ack.py [--seconds 10] [--workers 2] [--tool both] [--pairs 3]
 
 It needs a Redis: CELERY_BROKER_URL/REDIS_URL if reachable, else a private one it starts.
-Nothing consumes the queue during the run; the queue is purged at the end.
+Nothing consumes the queue during the run; it is purged after every round.
 """
 from __future__ import annotations
 
@@ -45,7 +45,10 @@ ALBUM = "00100000123BB25"
 def gunicorn(app: str, port: int, workers: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-         "--worker-class", "gthread", "--threads", "4", "--log-level", "warning", app],
+         "--worker-class", "gthread", "--threads", "4", "--log-level", "warning",
+         # As gunicorn.conf.py: gunicorn 25.1+ opens one control socket per user, and the two
+         # servers of this script would take it from each other.
+         "--no-control-socket", app],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 30
@@ -103,12 +106,12 @@ def main() -> None:
                "X-Cld-Signature": hashlib.sha1(body + ts.encode() + SECRET.encode()).hexdigest()}
 
     servers = {}
-    procs: dict[str, list[psutil.Process]] = {}
+    masters: dict[str, psutil.Process] = {}
     try:
         for name, app, port in (("bare", "bare_app:app", 18081), ("webhook", "web:create_app()", 18082)):
             app_env = dict(env, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'bench'}")
             servers[name] = (gunicorn(app, port, args.workers, app_env), f"http://127.0.0.1:{port}/api/v1/cloudinary?token={token}")
-            procs[name] = [psutil.Process(servers[name][0].pid)] + psutil.Process(servers[name][0].pid).children(recursive=True)
+            masters[name] = psutil.Process(servers[name][0].pid)
             check = requests.post(servers[name][1], data=body, headers=headers, timeout=5)
             assert check.status_code == 200, check.text
         tools = ["loadgen", "wrk"] if args.tool == "both" else [args.tool]
@@ -117,22 +120,20 @@ def main() -> None:
         for name, (_, url) in servers.items():  # warm up
             loadgen.run(url, body, headers, seconds=2, processes=args.processes, connections=args.connections)
         rows: dict[str, list[tuple[Measured, Measured]]] = {tool: [] for tool in tools}
+        published = purge(redis_url)
         for pair in range(args.pairs):
             for tool in tools:
                 # Alternate which side goes first, so a drift in the machine's load hits both alike.
                 order = ("bare", "webhook") if pair % 2 == 0 else ("webhook", "bare")
-                got = {name: measure(tool, servers[name][1], body, headers, lua, args, procs[name]) for name in order}
+                got = {name: measure(tool, servers[name][1], body, headers, lua, args, masters[name]) for name in order}
+                published += purge(redis_url)  # each round starts from an empty queue, as the last did
                 rows[tool].append((got["bare"], got["webhook"]))
     finally:
         for proc, _ in servers.values():
             proc.terminate()
             proc.wait(timeout=10)
 
-    import redis
-
-    r = redis.Redis.from_url(redis_url)
-    queued = r.llen("fast")
-    r.delete("fast")
+    queued = purge(redis_url)
     if redis_proc:
         redis_proc.terminate()
 
@@ -153,7 +154,7 @@ def main() -> None:
         print(f"  median throughput ratio webhook/bare: {ratios[len(ratios) // 2]:.2f} (target >= 0.50); "
               f"median p99 ratio {p99s[len(p99s) // 2]:.2f} (target <= 2.0); "
               f"CPU-bound ratio (bare CPU per request / webhook's) {cpus[len(cpus) // 2]:.2f}")
-    print(f"ingest tasks published during the run (and purged): {queued}")
+    print(f"ingest tasks published during the run (and purged): {published + queued}")
 
 
 @dataclass
@@ -165,6 +166,16 @@ class Measured:
     cpu_us: float
 
 
+def purge(redis_url: str) -> int:
+    """Empty the ``fast`` queue (nothing consumes it here); how many tasks it held."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    held = client.llen("fast")
+    client.delete("fast")
+    return int(held)
+
+
 def wrk_script(body: bytes, headers: dict[str, str]) -> str:
     """wrk's Lua setup for one POST with this body and these headers."""
     lines = ['wrk.method = "POST"', f"wrk.body = [==[{body.decode()}]==]"]
@@ -173,13 +184,21 @@ def wrk_script(body: bytes, headers: dict[str, str]) -> str:
 
 
 def cpu_seconds(procs: list[psutil.Process]) -> float:
-    return sum(t.user + t.system for t in (p.cpu_times() for p in procs))
+    total = 0.0
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            raise SystemExit(f"gunicorn process {proc.pid} exited during a round: its figures would be wrong") from None
+        total += times.user + times.system
+    return total
 
 
 def measure(tool: str, url: str, body: bytes, headers: dict[str, str], lua: Path, args: argparse.Namespace,
-            procs: list[psutil.Process]) -> Measured:
+            master: psutil.Process) -> Measured:
     """One round; with the CPU time the server's processes spent per request (the steadier figure
     on a shared machine: throughput follows whatever else runs, CPU per request much less)."""
+    procs = [master, *master.children(recursive=True)]  # now: gunicorn may have replaced a worker
     cpu_before = cpu_seconds(procs)
     if tool == "loadgen":
         result = loadgen.run(url, body, headers, args.seconds, args.processes, args.connections)
