@@ -120,7 +120,10 @@ class NotificationFastPath:
         if not (length.isascii() and length.isdigit()) or int(length) > MAX_BODY:
             return self.inner(environ, start_response)  # no length, or too long: Flask's 400/411/413
         started = time.perf_counter()
-        raw = environ["wsgi.input"].read(int(length))
+        try:
+            raw = environ["wsgi.input"].read(int(length))
+        except Exception:  # noqa: BLE001 - the server's error for a client gone mid-body: Flask's answer
+            return self.inner(environ, start_response)
         incoming = environ.get("HTTP_X_REQUEST_ID", "")
         request_id = incoming if REQUEST_ID.fullmatch(incoming) else str(uuid.uuid4())
         context = request_id_var.set(request_id)

@@ -132,3 +132,19 @@ def test_a_broker_that_refuses_is_tried_once_and_answered_503_by_flask(app, seed
     assert response.status_code == 503 and response.get_json()["error"]["code"] == "broker_unavailable"
     assert response.headers["Retry-After"] == "5"
     assert attempts == ["album.ingest"] and app.config["FLASK_VIEWS"] == [1]
+
+
+def test_a_body_the_server_cannot_read_gets_flasks_answer(app, seed_album, published):
+    """A server may raise while reading a body whose client went away: Flask answers it (JSON),
+    the fast path does not let it become a server error."""
+
+    class Broken:
+        def read(self, *_: object) -> bytes:
+            raise OSError("client gone")
+
+    body = upload_body()
+    response = app.test_client().post(f"/api/v1/cloudinary?token={notification_token()}", data=body, headers=signed(body),
+                                      environ_overrides={"wsgi.input": Broken()})
+    assert response.status_code == 400 and response.get_json()["error"]["code"] == "bad_request"
+    assert response.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert app.config["FLASK_VIEWS"] == [1] and published == []
