@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -75,6 +76,8 @@ def main() -> None:
     parser.add_argument("--wrk-connections", type=int, default=16)
     args = parser.parse_args()
 
+    if args.tool in ("wrk", "both") and shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed (apt-get install wrk), or pass --tool loadgen")
     tmp = Path(tempfile.mkdtemp(prefix="bench-webhook-"))
     redis_url = os.environ.get("CELERY_BROKER_URL") or os.environ.get("REDIS_URL")
     redis_proc = None
