@@ -24,15 +24,25 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "origin-when-cross-origin, strict-origin-when-cross-origin",
 }
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,128}$")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,128}$")
+
+
+def request_id_for(incoming: str) -> str:
+    """The caller's ``X-Request-Id`` when it is safe to echo, else a new one. Whole-matched: "$"
+    alone passes a trailing "\n", which would split the header."""
+    return incoming if _REQUEST_ID.fullmatch(incoming) else str(uuid.uuid4())
+
+
+def runtime(started: float) -> str:
+    """``X-Runtime``: seconds since ``started`` (``time.perf_counter``)."""
+    return f"{time.perf_counter() - started:.6f}"
 
 
 def install(app: Flask) -> None:
     @app.before_request
     def _start() -> None:
         g.started = time.perf_counter()
-        incoming = request.headers.get("X-Request-Id", "")
-        g.request_id = incoming if REQUEST_ID.fullmatch(incoming) else str(uuid.uuid4())  # whole: "$" passes a "\n"
+        g.request_id = request_id_for(request.headers.get("X-Request-Id", ""))
         request_id_var.set(g.request_id)
 
     @app.after_request
@@ -50,10 +60,10 @@ def install(app: Flask) -> None:
         added.append(("X-Request-Id", g.get("request_id") or str(uuid.uuid4())))
         started = g.get("started")
         if started is not None:
-            added.append(("X-Runtime", f"{time.perf_counter() - started:.6f}"))
+            added.append(("X-Runtime", runtime(started)))
         # Werkzeug's ``extend`` re-validates every value (no newline) one ``add`` at a time: a
         # third of this hook. These are our constants, or values we format
-        # (uuid, a float, a JWT, a request id matched against REQUEST_ID), so they go straight
+        # (uuid, a float, a JWT, a request id matched against _REQUEST_ID), so they go straight
         # into the list that Werkzeug keeps; ``extend`` only if a Werkzeug keeps them elsewhere.
         store = getattr(headers, "_list", None)
         if isinstance(store, list):

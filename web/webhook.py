@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import logging
 import time
-import uuid
 from typing import Any, Callable, Iterable
 from urllib.parse import parse_qsl
 
@@ -27,7 +26,7 @@ from common.enqueue import BrokerUnavailable, publish_fast
 from common.logs import request_id_var
 from web.body import MAX_BODY, json_object, read_body
 from web.errors import ApiError
-from web.headers import JSON_CONTENT_TYPE, REQUEST_ID, SECURITY_HEADERS
+from web.headers import JSON_CONTENT_TYPE, SECURITY_HEADERS, request_id_for, runtime
 
 bp = Blueprint("webhook", __name__, url_prefix="/api/v1")
 PATH = "/api/v1/cloudinary"
@@ -116,19 +115,19 @@ class NotificationFastPath:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST" or "HTTP_TRANSFER_ENCODING" in environ:
             return self.inner(environ, start_response)
-        length = environ.get("CONTENT_LENGTH") or ""
-        if not (length.isascii() and length.isdigit()) or int(length) > MAX_BODY:
+        declared = environ.get("CONTENT_LENGTH") or ""
+        length = int(declared) if declared.isascii() and declared.isdigit() else -1
+        if not 0 <= length <= MAX_BODY:
             return self.inner(environ, start_response)  # no length, or too long: Flask's 400/411/413
         started = time.perf_counter()
         try:
-            raw = environ["wsgi.input"].read(int(length))
+            raw = environ["wsgi.input"].read(length)
         except Exception:  # noqa: BLE001 - the server's error for a client gone mid-body: Flask's answer
             return self.inner(environ, start_response)
-        incoming = environ.get("HTTP_X_REQUEST_ID", "")
-        request_id = incoming if REQUEST_ID.fullmatch(incoming) else str(uuid.uuid4())
+        request_id = request_id_for(environ.get("HTTP_X_REQUEST_ID", ""))
         context = request_id_var.set(request_id)
         try:
-            if len(raw) != int(length):
+            if len(raw) != length:
                 raise ApiError(400, "bad_request", "short body")  # a client gone mid-body: Flask's answer
             token = next((value for key, value in parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True)
                           if key == "token"), "")
@@ -145,7 +144,7 @@ class NotificationFastPath:
             request_id_var.reset(context)
         headers = [("Content-Type", JSON_CONTENT_TYPE), ("Content-Length", str(len(_ACCEPTED))),
                    *SECURITY_HEADERS.items(), ("X-Request-Id", request_id),
-                   ("X-Runtime", f"{time.perf_counter() - started:.6f}")]
+                   ("X-Runtime", runtime(started))]
         if self.check_response is not None:
             self.check_response(headers, _ACCEPTED)
         start_response("200 OK", headers)
