@@ -201,7 +201,8 @@ def index_image(session: Session, image_id: int) -> bool:
     indexed = session.scalar(select(ImageHash.phash).where(ImageHash.image_id == image_id))
     if indexed == (_hex(value) if value is not None else None):
         return False
-    _remove(session, [image_id])
+    if indexed is not None:  # (a new photo, the usual case, has nothing to take out)
+        _remove(session, [image_id])
     if value is not None:
         _add(session, image_id, album_id, value)
     return True

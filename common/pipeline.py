@@ -289,6 +289,33 @@ def _mark_duplicate(image: Image, original: Image) -> None:
     image.due_at = None
 
 
+@dataclass(frozen=True)
+class StageSubject:
+    """What a stage's Cloudinary call needs to know of its image."""
+
+    public_id: str
+    asset_type: str
+    resource_type: str
+    album_id: str
+    organization_id: str
+    uploaded_by: str | None
+
+
+def stage_subject(session: Session, image_id: int, stage: str) -> StageSubject | None:
+    """The live image whose ``stage`` is still pending, else None. (Six columns in one
+    statement, not the ORM's whole image with its analysis JSON and then its album.)"""
+    row = session.execute(
+        select(Image.public_id, Image.type, Image.resource_type, Image.album_id, Album.organization_id,
+               Image.uploaded_by)
+        .outerjoin(Album, Album.id == Image.album_id)
+        .where(Image.id == image_id, Image.deleted_at.is_(None), getattr(Image, f"{stage}_status") == STAGE_PENDING)
+    ).first()
+    if row is None:
+        return None
+    return StageSubject(row.public_id, row.type, row.resource_type, row.album_id, row.organization_id or "",
+                        row.uploaded_by)
+
+
 def store_thumbnails(session: Session, image_id: int, thumbnail_url: str, preview_url: str, width: int, height: int) -> Image | None:
     image = session.get(Image, image_id)
     if image is None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
@@ -26,7 +25,7 @@ from common.coordination import (broker_epoch, client as redis_client, cloudinar
                                  recount_gate)
 from common.enqueue import BrokerUnavailable, request_reconcile, request_recount, send, stage_tasks, task
 from common.logs import log
-from common.models import STAGE_DONE, STAGE_PENDING, Album, Image, utcnow
+from common.models import STAGE_DONE, Album, Image, utcnow
 from worker.app import app
 
 logger = logging.getLogger(__name__)
@@ -93,27 +92,9 @@ def ingest(self: Task, album_id: str, resource: dict[str, Any], uploaded_by: str
     _follow_ups(result, album_id)
 
 
-@dataclass(frozen=True)
-class StageSubject:
-    """What a stage's Cloudinary call needs to know of its image."""
-
-    public_id: str
-    asset_type: str
-    resource_type: str
-    album_id: str
-    organization_id: str
-    uploaded_by: str | None
-
-
-def _stage_subject(image_id: int, stage: str) -> StageSubject | None:
-    """The image whose ``stage`` is still to do, else None."""
+def _stage_subject(image_id: int, stage: str) -> pipeline.StageSubject | None:
     with db.session_scope() as session:
-        image = session.get(Image, image_id)
-        if image is None or image.deleted_at is not None or getattr(image, f"{stage}_status") != STAGE_PENDING:
-            return None
-        album = session.get(Album, image.album_id)
-        return StageSubject(image.public_id, image.type, image.resource_type, image.album_id,
-                            album.organization_id if album else "", image.uploaded_by)
+        return pipeline.stage_subject(session, image_id, stage)
 
 
 def _stage_failed(task: Task, image_id: int, stage: str, exc: Exception) -> None:
@@ -192,7 +173,7 @@ def generate_thumbnails(self: Task, image_id: int) -> None:
     _after_commit("recount", lambda: request_recount(album_id))
 
 
-def _request_video_derived(task: Task, image_id: int, subject: StageSubject) -> None:
+def _request_video_derived(task: Task, image_id: int, subject: pipeline.StageSubject) -> None:
     """A video's poster and preview are made in the background (Cloudinary transforms only
     small videos synchronously): the eager notification they end with comes to the webhook,
     and ``record_eager`` stores them. Until then the stage stays pending and due, so if that
