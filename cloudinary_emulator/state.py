@@ -11,6 +11,7 @@ from cloudinary_emulator.chunks import ChunkAssembler
 from cloudinary_emulator.errors import CloudinaryError
 from cloudinary_emulator.faults import AdminBudget, FaultState
 from cloudinary_emulator.notifications import Notifier
+from cloudinary_emulator.render_memo import RenderMemo
 from cloudinary_emulator.settings import Settings
 from cloudinary_emulator.stats import Stats
 from cloudinary_emulator.storage import Storage
@@ -34,6 +35,7 @@ class EmulatorState:
             timeout=settings.notification_timeout, workers=settings.notification_workers)
         # eager_async renders run here, off the request thread.
         self.jobs = ThreadPoolExecutor(max_workers=4, thread_name_prefix="eager")
+        self.renders = RenderMemo()  # renders shared by assets with the same bytes
         self.chunks = ChunkAssembler(self.storage.tmp, settings.max_file_size)
         self.cursor_key = hashlib.sha256(b"cursor" + settings.api_secret.encode()).digest()
 
