@@ -40,10 +40,11 @@ from __future__ import annotations
 import re
 import zlib
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime
 from typing import Any, Callable, Iterable
 
-from sqlalchemy import delete, func, insert, select, text, union, update
+from sqlalchemy import bindparam, delete, func, insert, select, text, union, update
 from sqlalchemy.orm import Session
 
 from common.models import STAGE_DONE, AlbumHash, HashEdge, Image, ImageHash
@@ -77,6 +78,20 @@ def band_neighbourhood(band: int) -> list[int]:
 
 def _band_columns() -> list[Any]:
     return [getattr(AlbumHash, f"band{n}") for n in range(BANDS)]
+
+
+@lru_cache(maxsize=1)
+def _neighbour_lookup() -> Any:
+    """The album's values with a band equal or one bit away from the new value's (parameters
+    ``album_id`` and ``band0``..``band3``, each a list). One SELECT per band, joined by UNION: each
+    is a range of its own (album, band) index. (An OR of the four in one WHERE let SQLite's planner
+    walk the whole album through one index.) Built once: building it for each photo cost about
+    0.4 ms of CPU on the 2-core machine."""
+    return union(*(
+        select(AlbumHash.phash, AlbumHash.image_id)
+        .where(AlbumHash.album_id == bindparam("album_id"), column.in_(bindparam(f"band{n}", expanding=True)))
+        for n, column in enumerate(_band_columns())
+    ))
 
 
 def lock_album(session: Session, album_id: str) -> None:
@@ -170,15 +185,9 @@ def _add(session: Session, image_id: int, album_id: str, value: int) -> None:
         if image_id < first:  # a reprocessed older photo
             _repoint(session, album_id, phash, image_id)
         return
-    # One SELECT per band, joined by UNION: each is a range of its own (album, band) index. (An OR
-    # of the four in one WHERE let SQLite's planner walk the whole album through one index.)
-    lookups = [
-        select(AlbumHash.phash, AlbumHash.image_id)
-        .where(AlbumHash.album_id == album_id, column.in_(band_neighbourhood(row[f"band{n}"])))
-        for n, column in enumerate(_band_columns())
-    ]
     edges = []
-    for other, other_first in session.execute(union(*lookups)).all():
+    neighbourhoods = {f"band{n}": band_neighbourhood(row[f"band{n}"]) for n in range(BANDS)}
+    for other, other_first in session.execute(_neighbour_lookup(), {"album_id": album_id, **neighbourhoods}).all():
         distance = (value ^ int(other, 16)).bit_count()
         if distance <= MAX_THRESHOLD:
             edges.append(_edge(album_id, (phash, image_id), (other, other_first), distance))
