@@ -17,7 +17,7 @@ Render = tuple[bytes, int, int]  # (encoded bytes, width, height)
 
 
 class RenderMemo:
-    def __init__(self, max_bytes: int = 32 * 1024 * 1024) -> None:
+    def __init__(self, max_bytes: int = 8 * 1024 * 1024) -> None:
         self.max_bytes = max_bytes
         self._renders: OrderedDict[RenderKey, Render] = OrderedDict()
         self._bytes = 0

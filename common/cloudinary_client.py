@@ -14,6 +14,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -334,12 +335,31 @@ class Derived:
     height: int
 
 
+@lru_cache(maxsize=64)
+def _transformation_text(items: tuple[tuple[str, Any], ...], eager: bool = False) -> str:
+    """The SDK's text for a transformation (``c_thumb,g_faces,h_256,w_256``; as an eager entry,
+    with ``/<format>``). The same for every photo: built once, since building it was about
+    300 of the 380 µs the SDK took for a signed delivery URL."""
+    options = dict(items)
+    if eager:
+        return str(cloudinary.utils.build_single_eager(options))
+    return str(cloudinary.utils.generate_transformation_string(**options)[0])
+
+
+def _items(transformation: dict[str, Any], drop: str | None = None) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted((k, v) for k, v in transformation.items() if k != drop))
+
+
+def eager_texts(*transformations: dict[str, Any]) -> list[str]:
+    """``explicit``'s ``eager`` entries, as the SDK would write them from the dicts."""
+    return [_transformation_text(_items(t), eager=True) for t in transformations]
+
+
 def delivery_url(public_id: str, transformation: dict[str, Any], asset_type: str = ASSET_TYPE,
                  resource_type: str = IMAGE) -> str:
-    options = {k: v for k, v in transformation.items() if k != "format"}
     url, _ = cloudinary.utils.cloudinary_url(
         public_id, type=asset_type, resource_type=resource_type, sign_url=True, format=transformation.get("format"),
-        transformation=[options]
+        raw_transformation=_transformation_text(_items(transformation, drop="format")),
     )
     return url
 
@@ -356,7 +376,7 @@ def generate_derived(public_id: str, asset_type: str = ASSET_TYPE, resource_type
     thumbnail is a poster frame and the preview a video."""
     thumb_t, preview_t = derived_transformations(resource_type)
     result = _upload_api_call(cloudinary.uploader.explicit, public_id, type=asset_type, resource_type=resource_type,
-                              eager=[thumb_t, preview_t], timeout=CALL_TIMEOUT)
+                              eager=eager_texts(thumb_t, preview_t), timeout=CALL_TIMEOUT)
     eager = result.get("eager") or []
     sizes = [(e.get("width"), e.get("height")) for e in eager]
     while len(sizes) < 2:
@@ -374,7 +394,7 @@ def request_derived(public_id: str, asset_type: str, resource_type: str, notify_
     ("Video is too large to process synchronously, please use ... eager_async=true")."""
     thumb_t, preview_t = derived_transformations(resource_type)
     _upload_api_call(cloudinary.uploader.explicit, public_id, type=asset_type, resource_type=resource_type,
-                     eager=[thumb_t, preview_t], eager_async=True, eager_notification_url=notify_url, timeout=CALL_TIMEOUT)
+                     eager=eager_texts(thumb_t, preview_t), eager_async=True, eager_notification_url=notify_url, timeout=CALL_TIMEOUT)
 
 
 def destroy(public_id: str, asset_type: str = ASSET_TYPE, resource_type: str = IMAGE) -> str:
