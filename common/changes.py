@@ -12,6 +12,14 @@ numbers become visible in order, and a reader that sees number N sees everything
 cursor is the last number a client has. The cost is one small update per flush that changes
 images, and the album's image writes queue for that row between their flush and their commit
 (the tasks commit right after).
+
+**The live count, at once.** The same update moves ``albums.images_count`` by the flush's images
+that became live (inserted undeleted) or stopped being live (deleted), so the count is right when
+the transaction that adds or deletes a photo commits, not when the debounced recount next runs
+(up to ``RECOUNT_DEBOUNCE`` later). The album row is locked by that update until commit, so two
+transactions' moves never overlap, and a recount (which locks the row first) counts what is
+committed. The recount still runs after every change and sets the count from the database: what
+moves the count outside an ORM flush is corrected by it.
 """
 from __future__ import annotations
 
@@ -35,26 +43,43 @@ def _visibly_changed(image: Image) -> bool:
     return any(state.attrs[name].history.has_changes() for name in VISIBLE)
 
 
+def _live_change(image: Image, new: bool) -> int:
+    """+1 for an image this flush made live, -1 for one it deleted, else 0 (also when the old
+    ``deleted_at`` was never loaded: the recount settles that one)."""
+    if new:
+        return 1 if image.deleted_at is None else 0
+    history = inspect(image).attrs.deleted_at.history
+    if not history.added or not history.deleted:
+        return 0
+    return int(history.added[0] is None) - int(history.deleted[0] is None)
+
+
 @event.listens_for(Session, "after_flush")
 def stamp_changes(session: Session, _flush_context: Any) -> None:
-    """Give each new or visibly changed image of the flush the next change numbers of its album.
+    """Give each new or visibly changed image of the flush the next change numbers of its album,
+    and move the album's live count by the images the flush made live or deleted.
 
     After the flush's own writes, so a transaction always locks its image rows before its album
     row (as ``ingest`` does with ``SELECT ... FOR UPDATE``): a bump before the image writes could
     deadlock with it. (``new``, ``dirty`` and the attribute history still show the flush's changes.)"""
     by_album: dict[str, list[Image]] = {}
+    live_change: dict[str, int] = {}
     for image in session.new:
         if isinstance(image, Image):
             by_album.setdefault(image.album_id, []).append(image)
+            live_change[image.album_id] = live_change.get(image.album_id, 0) + _live_change(image, new=True)
     for image in session.dirty:
         if isinstance(image, Image) and _visibly_changed(image):
             by_album.setdefault(image.album_id, []).append(image)
+            live_change[image.album_id] = live_change.get(image.album_id, 0) + _live_change(image, new=False)
     albums, images_table = Album.__table__, Image.__table__
     for album_id in sorted(by_album):  # one order for every transaction: no lock cycle between two
         images = sorted(by_album[album_id], key=lambda img: img.id)
         last = session.execute(
             update(albums).where(albums.c.id == album_id)
-            .values(change_seq=albums.c.change_seq + len(images)).returning(albums.c.change_seq)
+            .values(change_seq=albums.c.change_seq + len(images),
+                    images_count=albums.c.images_count + live_change[album_id])
+            .returning(albums.c.change_seq)
         ).scalar()
         if last is None:
             continue

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from common import db, pipeline
-from common.models import Image
+from common.models import Album, Image
 from tests.conftest import SEED_ALBUM
 
 RESOURCE = {
@@ -96,3 +96,34 @@ def test_status_counts_group_the_stages_like_each_image_status(seed_album):
         statuses = [img.status for img in session.query(Image).filter(Image.deleted_at.is_(None))]
     assert counts == {"received": 1, "processing": 1, "ready": 2, "failed": 1}
     assert counts == {s: statuses.count(s) for s in counts}
+
+
+def _count() -> int:
+    with db.session_scope() as session:
+        return session.get(Album, SEED_ALBUM).images_count
+
+
+def test_the_count_moves_when_a_photo_is_added_or_deleted_not_at_the_next_recount(seed_album):
+    """common/changes.py: the transaction that adds or deletes a photo moves ``images_count``."""
+    with db.session_scope() as session:
+        first = pipeline.ingest(session, SEED_ALBUM, RESOURCE, "u1")
+    assert _count() == 1
+    with db.session_scope() as session:  # the same photo again: no new image, no move
+        pipeline.ingest(session, SEED_ALBUM, RESOURCE, "u1")
+    second = {**RESOURCE, "asset_id": "b" * 32, "public_id": "album/p2", "etag": "e2"}
+    with db.session_scope() as session:
+        pipeline.ingest(session, SEED_ALBUM, second, "u1")
+    assert _count() == 2
+    # The same bytes again under another name: recorded deleted on arrival, not counted.
+    with db.session_scope() as session:
+        copy = pipeline.ingest(session, SEED_ALBUM, {**second, "asset_id": "c" * 32, "public_id": "album/p3"}, "u1")
+    assert copy.duplicate_of is not None and _count() == 2
+    with db.session_scope() as session:
+        pipeline.mark_deleted(session, SEED_ALBUM, ["album/p1"])
+        assert session.get(Image, first.image_id).deleted_at is not None
+    assert _count() == 1
+    with db.session_scope() as session:  # deleting what is already deleted moves nothing
+        pipeline.mark_deleted(session, SEED_ALBUM, ["album/p1", "album/p3"])
+    assert _count() == 1
+    with db.session_scope() as session:
+        assert pipeline.recount(session, SEED_ALBUM, (256, 256)).images_count == 1
