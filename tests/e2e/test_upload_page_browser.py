@@ -426,3 +426,34 @@ def test_the_page_polls_changes_and_a_poll_with_nothing_new_is_one_small_request
     assert len(full_reads) == 1  # the first look; every later one asked for changes
     assert any(method == "GET" and "/status" in url for method, url in tab.requests[mark:])  # rocket's arrival
     assert tab.problems == []
+
+
+def test_the_page_does_not_stop_watching_while_a_card_still_shows_work(stack: Any, tab: Tab, album: str) -> None:
+    """The page reads ``/changes``, then ``/status``. A photo that becomes ready between the two
+    reads is counted ready by ``/status`` while its card, from ``/changes``, still says
+    processing: the page must poll on until the card agrees, not stop "up to date" with a card
+    stuck at processing. Staged for certain: the first ``/changes`` answer that shows the photo
+    still in progress is held until the photo is ready on the server, then delivered as it was."""
+    page = tab.page
+    held: list[str] = []
+
+    def stale_changes(route: Any) -> None:
+        response = route.fetch()
+        body = response.json()
+        if not held and any(image["status"] in ("received", "processing") for image in body.get("images", [])):
+            deadline = time.monotonic() + PIPELINE_TIMEOUT_MS / 1000
+            while time.monotonic() < deadline and not any(
+                    image["status"] == "ready" for image in stack.images(album)):
+                time.sleep(0.05)
+            held.append(route.request.url)
+        route.fulfill(response=response)
+
+    page.route(lambda url: "/changes?since=" in url, stale_changes)
+    stack.emulator.set_faults(latency_ms=1500)  # the thumbnails take long enough to be seen in progress
+    open_page(page, stack, album, stack.token(album))
+    expect(page.locator("input[type=file]#files")).to_be_enabled()
+    page.set_input_files("input[type=file]#files", [str(FIXTURES / "chelsea.jpg")])
+    expect(page.locator(".image-card[data-status=ready]")).to_have_count(1, timeout=PIPELINE_TIMEOUT_MS)
+    expect(page.locator("#poll-state")).to_have_text("Up to date.", timeout=PIPELINE_TIMEOUT_MS)
+    assert held, "no /changes answer showed the photo in progress: the race was not staged"
+    assert tab.problems == []

@@ -526,7 +526,11 @@
     }
     if (!state.awaited.size) state.awaitingSince = 0;
     const working = c.received + c.processing > 0;
-    return !busy() && !working && !waitingForWebhooks && status.images_count === live;
+    // /status is read after /changes: a photo that became ready between the two reads is
+    // counted ready there while its card still shows it processing. Stop only when the cards
+    // agree, or that card would stay "processing" until the page is reloaded.
+    const cardsWorking = [...state.cards.values()].some((card) => ["received", "processing"].includes(card.dataset.status));
+    return !busy() && !working && !cardsWorking && !waitingForWebhooks && status.images_count === live;
   }
 
   // Near-duplicate groups change only when an image gains its pHash: read them only then.
