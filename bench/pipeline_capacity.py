@@ -12,10 +12,11 @@ workers (thumbnails through the emulator, with its added latency).
 Baseline, same workers, same run: the throughput of a no-op task (``bench/noop_task.py``), N
 of them on each queue, published all at once, ``--noop-rounds`` times (3); the median round is
 the baseline (one round moved by a third from one run to the next on this 2-core machine). The
-ratio of the pipeline's tasks/s to it is the figure (issue 13: >= 0.25 at 50 ms emulator latency), and the time per photo as N grows
-should stay flat (what grows with the album shows up there). Both sides are steady states: before
-the measured runs, ``--warmup`` photos (50) go through the same stack uncounted, so the first N
-does not carry the fresh stack's one-time costs alone.
+ratio of the pipeline's tasks/s to it is the figure (issue 13: >= 0.25 at 50 ms emulator
+latency), and the time per photo as N grows should stay flat (what grows with the album shows
+up there). Both sides are steady states: before the measured runs, ``--warmup`` photos (50) go
+through the same stack uncounted, so the first N does not carry the fresh stack's one-time
+costs alone.
 
     python bench/pipeline_capacity.py [--photos 200 1000 5000] [--processes 1 2 4]
                                       [--latency-ms 0 50] [--database-url URL]

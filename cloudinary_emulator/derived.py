@@ -30,10 +30,10 @@ def render_derived(asset: Asset, parsed: transform.Transformation, fmt: str) -> 
     if cached is not None:
         return None, cached
     source = storage.path_of(asset.file_name)
-    memo_key = (asset.info.etag, asset.resource_type, key_text, fmt)
+    still_key = (asset.info.etag, asset.resource_type, key_text, fmt)  # a still: shared by equal bytes
     if asset.resource_type == "video" and fmt in video.ENCODERS:
         data, width, height = render_video(source, asset, parsed, fmt)
-    elif (render := state().renders.get(memo_key)) is not None:
+    elif (render := state().renders.get(still_key)) is not None:
         data, width, height = render
     else:
         if asset.resource_type == "video":
@@ -45,7 +45,7 @@ def render_derived(asset: Asset, parsed: transform.Transformation, fmt: str) -> 
             result = transform.apply(original, parsed, detect_faces_any)
             data = transform.encode(result, fmt, parsed.quality)
             width, height = result.width, result.height
-        state().renders.put(memo_key, (data, width, height))
+        state().renders.put(still_key, (data, width, height))
     return data, storage.put_derived(asset, key_text, fmt, data, width, height)
 
 

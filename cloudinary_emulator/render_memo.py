@@ -6,7 +6,9 @@ bulk-seeded asset shares one image, and the tests upload the same few fixtures a
 without this each asset's first ``explicit`` decoded, detected faces, resized and encoded anew
 (about half of the emulator's CPU per call). Each asset still gets its own derived entry and
 file, as on Cloudinary; only the pixel work is shared. Bounded by bytes, least recently used out
-first. Videos are not kept (a derived video is large and rarely asked twice)."""
+first (by hand: ``functools.lru_cache`` bounds entries, not bytes, and none of our dependencies
+has such a cache). Stills only, a video's poster included: a derived video is large and rarely
+asked twice."""
 from __future__ import annotations
 
 import threading
